@@ -1,0 +1,166 @@
+// Backend-independent part of batch_norm_act: argument checks (written once for CPU and CUDA), layouts,
+// per-channel parameters, and the order of passes.
+#include "ops/batch_norm_act/batch_norm_act.h"
+
+#include "common/checks.h"
+
+#include <ATen/ATen.h>
+
+namespace pygan::bna {
+namespace {
+constexpr std::string_view kOp = "batch_norm_act";
+
+at::Tensor as_acc_vector(const std::optional<at::Tensor>& t, at::ScalarType acc) {
+  if (!t.has_value() || !t->defined()) return at::Tensor();
+  return t->to(acc).contiguous();
+}
+
+bool is_prelu(std::string_view activation) { return activation == "prelu"; }
+}  // namespace
+
+Act parse_activation(std::string_view name) {
+  if (name == "identity") return Act::Identity;
+  if (name == "relu") return Act::Relu;
+  if (name == "leaky_relu" || name == "prelu") return Act::Leaky;
+  TORCH_CHECK(false, kOp, ": activation must be one of 'identity', 'relu', 'leaky_relu', 'prelu', got '", name, "'");
+}
+
+at::Tensor dense_for_kernels(const at::Tensor& x) { return x.contiguous(x.suggest_memory_format()); }
+
+Layout layout_of(const at::Tensor& x) {
+  const int64_t N = x.size(0), C = x.size(1);
+  const int64_t S = N * C == 0 ? 0 : x.numel() / (N * C);
+  // Dense and not standard-contiguous means channels_last(_3d); with S == 1 both layouts are the same memory.
+  const bool channels_last = !x.is_contiguous() || S == 1;
+  return Layout{channels_last, N, C, S};
+}
+
+namespace {
+void check_params(const at::Tensor& input, const std::optional<at::Tensor>& weight,
+                  const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& slope,
+                  std::string_view activation) {
+  TORCH_CHECK(input.dim() >= 2, kOp, ": input must have at least 2 dimensions (N, C, *), got shape ", input.sizes());
+  check_floating(input, kOp, "input");
+  const int64_t C = input.size(1);
+  check_per_channel(weight, input, C, kOp, "weight");
+  check_per_channel(bias, input, C, kOp, "bias");
+  if (is_prelu(activation)) {
+    TORCH_CHECK(slope.has_value() && slope->defined(), kOp, ": activation='prelu' needs slope (1 or C elements)");
+    check_per_channel(slope, input, C, kOp, "slope", /*allow_one=*/true);
+  } else {
+    TORCH_CHECK(!(slope.has_value() && slope->defined()), kOp, ": slope is only used with activation='prelu', got activation='",
+                activation, "'");
+  }
+}
+
+ChannelParams channel_params(const at::Tensor& input, const std::optional<at::Tensor>& weight,
+                             const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& slope,
+                             double negative_slope) {
+  const auto acc = acc_dtype(input.scalar_type());
+  ChannelParams p;
+  p.gamma = as_acc_vector(weight, acc);
+  p.beta = as_acc_vector(bias, acc);
+  p.slope = as_acc_vector(slope, acc);
+  p.leaky_slope = negative_slope;
+  return p;
+}
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
+    const Backend& be, const at::Tensor& input, const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& running_mean,
+    const std::optional<at::Tensor>& running_var, const std::optional<at::Tensor>& slope, bool training,
+    double eps, std::string_view activation, double negative_slope) {
+  parse_activation(activation);
+  check_params(input, weight, bias, slope, activation);
+  const int64_t C = input.size(1);
+  check_per_channel(running_mean, input, C, kOp, "running_mean");
+  check_per_channel(running_var, input, C, kOp, "running_var");
+  TORCH_CHECK(eps >= 0, kOp, ": eps must be non-negative, got ", eps);
+
+  const at::Tensor x = dense_for_kernels(input);
+  const Layout l = layout_of(x);
+  const auto acc = acc_dtype(x.scalar_type());
+  ChannelParams p = channel_params(x, weight, bias, slope, negative_slope);
+  if (training) {
+    TORCH_CHECK(l.count() > 1, "Expected more than 1 value per channel when training, got input size ", input.sizes());
+    p.mean = at::empty({C}, x.options().dtype(acc));
+    p.invstd = at::empty({C}, x.options().dtype(acc));
+    be.batch_stats(x, l, eps, p.mean, p.invstd);
+  } else {
+    const bool given = running_mean.has_value() && running_mean->defined() && running_var.has_value() && running_var->defined();
+    TORCH_CHECK(given, kOp, ": running_mean and running_var must be given in evaluation mode (training=False)");
+    p.mean = running_mean->to(acc).clone();
+    p.invstd = (running_var->to(acc) + eps).rsqrt();
+  }
+  at::Tensor y = at::empty(x.sizes(), x.options().memory_format(x.suggest_memory_format()));
+  if (x.numel() > 0) be.normalize_act(x, l, parse_activation(activation), p, y);
+  return {y, p.mean, p.invstd};
+}
+
+void update_stats(const Backend& be, at::Tensor& running_mean, at::Tensor& running_var, const at::Tensor& save_mean,
+                  const at::Tensor& save_invstd, double momentum, double eps, int64_t count) {
+  constexpr std::string_view op = "batch_norm_update_stats";
+  const int64_t C = save_mean.numel();
+  check_floating(running_mean, op, "running_mean");
+  check_floating(running_var, op, "running_var");
+  for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&running_mean, &running_var, &save_invstd}) {
+    TORCH_CHECK(t->numel() == C && t->dim() == 1, op, ": running_mean, running_var, save_mean and save_invstd must be 1-D with ",
+                "the same number of elements, got ", t->sizes(), " and ", save_mean.sizes());
+    check_same_device(*t, save_mean, op, "running stats and save_invstd", "save_mean");
+  }
+  TORCH_CHECK(running_mean.scalar_type() == running_var.scalar_type(), op,
+              ": running_mean and running_var must have one dtype, got ", running_mean.scalar_type(), " and ",
+              running_var.scalar_type());
+  TORCH_CHECK(save_mean.scalar_type() == save_invstd.scalar_type() &&
+                  (save_mean.scalar_type() == at::kFloat || save_mean.scalar_type() == at::kDouble),
+              op, ": save_mean and save_invstd must both be float32 or both float64");
+  TORCH_CHECK(count > 1, op, ": count (values per channel) must be > 1, got ", count);
+  TORCH_CHECK(running_mean.is_contiguous() && running_var.is_contiguous(), op, ": running stats must be contiguous");
+  be.update_stats(running_mean, running_var, save_mean.contiguous(), save_invstd.contiguous(), momentum, eps, count);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
+    const Backend& be, const at::Tensor& grad_out, const at::Tensor& saved, bool saved_is_output,
+    const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+    const std::optional<at::Tensor>& slope, const at::Tensor& save_mean, const at::Tensor& save_invstd,
+    bool training, std::string_view activation, double negative_slope) {
+  const Act act = parse_activation(activation);
+  check_params(saved, weight, bias, slope, activation);
+  TORCH_CHECK(!(saved_is_output && act == Act::Relu), kOp,
+              ": saved_is_output=True needs an invertible activation; relu backward needs the input");
+  check_floating(grad_out, kOp, "grad_out");
+  check_same_device(grad_out, saved, kOp, "grad_out", "saved");
+  TORCH_CHECK(grad_out.sizes() == saved.sizes(), kOp, ": grad_out must have the shape of the saved tensor ",
+              saved.sizes(), ", got ", grad_out.sizes());
+  const int64_t C = saved.size(1);
+  check_per_channel(save_mean, saved, C, kOp, "save_mean");
+  check_per_channel(save_invstd, saved, C, kOp, "save_invstd");
+
+  const at::Tensor s = dense_for_kernels(saved);
+  const Layout l = layout_of(s);
+  // Read grad_out in the saved tensor's layout; never written to.
+  const at::Tensor dy = grad_out.contiguous(s.suggest_memory_format());
+  const auto acc = acc_dtype(s.scalar_type());
+  ChannelParams p = channel_params(s, weight, bias, slope, negative_slope);
+  p.mean = save_mean.to(acc).contiguous();
+  p.invstd = save_invstd.to(acc).contiguous();
+
+  auto vec_opts = s.options().dtype(acc);
+  at::Tensor sum_dz = at::zeros({C}, vec_opts), sum_dz_xhat = at::zeros({C}, vec_opts);
+  at::Tensor sum_slope = at::zeros({act == Act::Leaky ? C : 0}, vec_opts);
+  at::Tensor grad_x = at::empty(s.sizes(), s.options().memory_format(s.suggest_memory_format()));
+  if (s.numel() > 0) {
+    be.grad_sums(dy, s, saved_is_output, l, act, p, sum_dz, sum_dz_xhat, sum_slope);
+    be.grad_input(dy, s, saved_is_output, l, act, p, training, sum_dz, sum_dz_xhat, grad_x);
+  }
+
+  auto like = [](const at::Tensor& v, const std::optional<at::Tensor>& param) {
+    return param.has_value() && param->defined() ? v.to(param->scalar_type()) : v;
+  };
+  at::Tensor grad_slope = at::empty({0}, vec_opts);
+  if (is_prelu(activation)) grad_slope = like(slope->numel() == 1 ? sum_slope.sum().reshape({1}) : sum_slope, slope);
+  return {grad_x, like(sum_dz_xhat, weight), like(sum_dz, bias), grad_slope};
+}
+
+}  // namespace pygan::bna

@@ -1,0 +1,134 @@
+#pragma once
+// Fused batch normalization + activation: y = act(gamma * (x - mean) * invstd + beta).
+//
+// Argument checks, layout handling and the orchestration of passes live once in batch_norm_act.cpp; a
+// backend (CPU, CUDA) supplies four passes through the `Backend` table. Backward can recover the normalized
+// input from the saved *output* when the activation is invertible (identity, leaky/prelu with a positive
+// slope), so the forward input need not be kept alive (the In-Place ABN idea); otherwise it reads the input.
+#include "common/accumulate.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+#include <string_view>
+#include <tuple>
+
+namespace pygan::bna {
+
+// "leaky_relu" and "prelu" are both Leaky: a fixed slope, or a per-channel / single learnable one.
+enum class Act { Identity, Relu, Leaky };
+
+Act parse_activation(std::string_view name);
+
+// Activation math, shared by host and device code. As in PyTorch, z == 0 takes the negative branch's derivative.
+template <Act A, typename T>
+PYGAN_HD T act_forward(T z, T slope) {
+  if constexpr (A == Act::Identity) return z;
+  else if constexpr (A == Act::Relu) return z > T(0) ? z : T(0);
+  else return z > T(0) ? z : z * slope;
+}
+
+template <Act A, typename T>
+PYGAN_HD T act_derivative(T z, T slope) {
+  if constexpr (A == Act::Identity) return T(1);
+  else if constexpr (A == Act::Relu) return z > T(0) ? T(1) : T(0);
+  else return z > T(0) ? T(1) : slope;
+}
+
+// Pre-activation from the output; only called for invertible activations (identity, leaky with slope > 0).
+template <Act A, typename T>
+PYGAN_HD T act_inverse(T y, T slope) {
+  if constexpr (A == Act::Leaky) return y > T(0) ? y : y / slope;
+  else return y;
+}
+
+// How the kernels see a tensor of shape (N, C, *): dense, either [N, C, S] ("channels first") or
+// [N*S, C] ("channels last", also used whenever S == 1).
+struct Layout {
+  bool channels_last;
+  int64_t N, C, S;
+  int64_t count() const { return N * S; }  // values per channel
+};
+
+at::Tensor dense_for_kernels(const at::Tensor& x);  // x itself when already dense in its suggested memory format
+Layout layout_of(const at::Tensor& dense);
+
+// Per-channel parameters as the kernels read them: contiguous [C] tensors in the accumulation dtype.
+// gamma / beta undefined mean 1 / 0 (affine=False); slope undefined means `leaky_slope` for every channel,
+// slope with one element is shared by all channels (PReLU's default).
+struct ChannelParams {
+  at::Tensor mean, invstd, gamma, beta, slope;
+  double leaky_slope = 0.0;
+};
+
+struct Backend {
+  // mean and invstd = 1/sqrt(var + eps), with the biased variance.
+  void (*batch_stats)(const at::Tensor& x, const Layout& l, double eps, at::Tensor& mean, at::Tensor& invstd);
+  // running = (1 - momentum) * running + momentum * batch, unbiased variance (1/invstd^2 - eps) * n / (n - 1).
+  void (*update_stats)(at::Tensor& running_mean, at::Tensor& running_var, const at::Tensor& mean,
+                       const at::Tensor& invstd, double momentum, double eps, int64_t count);
+  // y = act(gamma * (x - mean) * invstd + beta)
+  void (*normalize_act)(const at::Tensor& x, const Layout& l, Act act, const ChannelParams& p, at::Tensor& y);
+  // Per channel, with z the pre-activation, x_hat the normalized input and dz = dy * act'(z):
+  // sum_dz = sum(dz), sum_dz_xhat = sum(dz * x_hat), sum_slope = sum(dy * z * [z <= 0]) (Leaky only).
+  void (*grad_sums)(const at::Tensor& grad_y, const at::Tensor& saved, bool saved_is_output, const Layout& l,
+                    Act act, const ChannelParams& p, at::Tensor& sum_dz, at::Tensor& sum_dz_xhat,
+                    at::Tensor& sum_slope);
+  // grad_x = gamma * invstd * (dz - sum_dz / M - x_hat * sum_dz_xhat / M) in training, gamma * invstd * dz in eval.
+  void (*grad_input)(const at::Tensor& grad_y, const at::Tensor& saved, bool saved_is_output, const Layout& l,
+                     Act act, const ChannelParams& p, bool training, const at::Tensor& sum_dz,
+                     const at::Tensor& sum_dz_xhat, at::Tensor& grad_x);
+};
+
+// The ops' implementations for a backend; both registered per dispatch key by the backend's file.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
+    const Backend& be, const at::Tensor& input, const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& running_mean,
+    const std::optional<at::Tensor>& running_var, const std::optional<at::Tensor>& slope, bool training,
+    double eps, std::string_view activation, double negative_slope);
+
+void update_stats(const Backend& be, at::Tensor& running_mean, at::Tensor& running_var, const at::Tensor& save_mean,
+                  const at::Tensor& save_invstd, double momentum, double eps, int64_t count);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
+    const Backend& be, const at::Tensor& grad_out, const at::Tensor& saved, bool saved_is_output,
+    const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+    const std::optional<at::Tensor>& slope, const at::Tensor& save_mean, const at::Tensor& save_invstd,
+    bool training, std::string_view activation, double negative_slope);
+
+// Kernel functions with the backend bound at compile time, for TORCH_LIBRARY_IMPL in each backend's file.
+template <const Backend& be>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_op(
+    const at::Tensor& input, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+    const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var,
+    const std::optional<at::Tensor>& slope, bool training, double eps, std::string_view activation,
+    double negative_slope) {
+  return forward(be, input, weight, bias, running_mean, running_var, slope, training, eps, activation, negative_slope);
+}
+
+template <const Backend& be>
+void update_stats_op(at::Tensor& running_mean, at::Tensor& running_var, const at::Tensor& save_mean,
+                     const at::Tensor& save_invstd, double momentum, double eps, int64_t count) {
+  update_stats(be, running_mean, running_var, save_mean, save_invstd, momentum, eps, count);
+}
+
+template <const Backend& be>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_op(
+    const at::Tensor& grad_out, const at::Tensor& saved, bool saved_is_output, const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& slope, const at::Tensor& save_mean,
+    const at::Tensor& save_invstd, bool training, std::string_view activation, double negative_slope) {
+  return backward(be, grad_out, saved, saved_is_output, weight, bias, slope, save_mean, save_invstd, training,
+                  activation, negative_slope);
+}
+
+// Calls f.template operator()<A>() with the activation as a compile-time constant.
+template <typename F>
+void dispatch_act(Act act, F&& f) {
+  switch (act) {
+    case Act::Identity: f.template operator()<Act::Identity>(); break;
+    case Act::Relu: f.template operator()<Act::Relu>(); break;
+    case Act::Leaky: f.template operator()<Act::Leaky>(); break;
+  }
+}
+
+}  // namespace pygan::bna

@@ -1,0 +1,20 @@
+// Every pygan operator schema, in one place. Each backend registers its kernels in its own file with
+// TORCH_LIBRARY_IMPL(pygan, <key>, m); the Python layer (pygan/ops/*.py) adds fake and autograd implementations.
+#include <torch/library.h>
+
+TORCH_LIBRARY(pygan, m) {
+  // Batch norm (batch statistics when training, the running ones otherwise) followed by an activation:
+  // identity | relu | leaky_relu (negative_slope) | prelu (slope: 1 or C values). Functional, so autograd and
+  // torch.compile handle it plainly. Returns (out, save_mean, save_invstd), statistics in the accumulation dtype.
+  m.def("batch_norm_act(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, "
+        "Tensor? slope, bool training, float eps, str activation, float negative_slope) -> (Tensor, Tensor, Tensor)");
+  // running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance
+  // (1 / save_invstd^2 - eps) * count / (count - 1): one launch for both buffers.
+  m.def("batch_norm_update_stats(Tensor(a!) running_mean, Tensor(b!) running_var, Tensor save_mean, "
+        "Tensor save_invstd, float momentum, float eps, int count) -> ()");
+  // saved is the forward input, or its output when saved_is_output (invertible activations only).
+  // Returns (grad_input, grad_weight, grad_bias, grad_slope); grad_slope is empty unless activation is prelu.
+  m.def("batch_norm_act_backward(Tensor grad_out, Tensor saved, bool saved_is_output, Tensor? weight, "
+        "Tensor? bias, Tensor? slope, Tensor save_mean, Tensor save_invstd, bool training, str activation, "
+        "float negative_slope) -> (Tensor, Tensor, Tensor, Tensor)");
+}

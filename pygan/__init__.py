@@ -1,0 +1,11 @@
+"""pygan: fast, dependable GAN training for PyTorch.
+
+Fused C++/CUDA kernels registered with the PyTorch dispatcher (torch.ops.pygan.*), drop-in modules (pygan.nn)
+and the GAN layer built on them.
+"""
+
+from pygan._ext import build_info
+from pygan import ops, nn
+
+__version__ = "0.1.0"
+__all__ = ["build_info", "ops", "nn", "__version__"]

@@ -1,0 +1,99 @@
+"""BatchNormAct{1,2,3}d: torch.nn.BatchNorm{1,2,3}d followed by an activation, in one fused op.
+
+Same constructor arguments, parameters, buffers and state_dict keys as the stock BatchNorm modules (a state_dict
+moves between the two unchanged), plus `activation` and `negative_slope`. With activation='prelu' the module
+also owns the PReLU slope, a parameter named `slope` (1 or num_features values, initialised like nn.PReLU).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _NormBase
+
+from pygan.ops import batch_norm_act, reference
+
+
+class _BatchNormAct(_NormBase):
+    # Deliberately not a subclass of nn.BatchNorm2d / _BatchNorm: tools that rewrite those (for example
+    # nn.SyncBatchNorm.convert_sync_batchnorm) would silently drop the activation.
+    _expected_dims: tuple[int, ...] = ()
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        activation: str = "identity",
+        negative_slope: float = 0.01,
+        prelu_parameters: int = 1,
+        prelu_init: float = 0.25,
+    ) -> None:
+        if activation not in reference.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {reference.ACTIVATIONS}, got {activation!r}")
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.activation = activation
+        self.negative_slope = float(negative_slope)
+        if activation == "prelu":
+            if prelu_parameters not in (1, num_features):
+                raise ValueError(f"prelu_parameters must be 1 or num_features ({num_features}), got {prelu_parameters}")
+            self.slope = nn.Parameter(torch.full((prelu_parameters,), float(prelu_init), device=device, dtype=dtype))
+        else:
+            self.register_parameter("slope", None)
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.dim() not in self._expected_dims:
+            raise ValueError(
+                f"{type(self).__name__}: input must have {' or '.join(map(str, self._expected_dims))} dimensions, "
+                f"got shape {tuple(input.shape)}"
+            )
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dim(input)
+        # Running-stat bookkeeping exactly as torch.nn.modules.batchnorm._BatchNorm.forward.
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        track = not self.training or self.track_running_stats
+        return batch_norm_act(
+            input,
+            self.running_mean if track else None,
+            self.running_var if track else None,
+            self.weight,
+            self.bias,
+            use_batch_stats,
+            factor,
+            self.eps,
+            activation=self.activation,
+            negative_slope=self.negative_slope,
+            slope=self.slope,
+        )
+
+    def extra_repr(self) -> str:
+        act = self.activation + (f"({self.negative_slope})" if self.activation == "leaky_relu" else "")
+        return super().extra_repr() + f", activation={act}"
+
+
+class BatchNormAct1d(_BatchNormAct):
+    """BatchNorm1d + activation over (N, C) or (N, C, L) input."""
+
+    _expected_dims = (2, 3)
+
+
+class BatchNormAct2d(_BatchNormAct):
+    """BatchNorm2d + activation over (N, C, H, W) input."""
+
+    _expected_dims = (4,)
+
+
+class BatchNormAct3d(_BatchNormAct):
+    """BatchNorm3d + activation over (N, C, D, H, W) input."""
+
+    _expected_dims = (5,)

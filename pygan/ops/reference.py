@@ -1,0 +1,162 @@
+"""Pure-PyTorch versions of every fused op, with the same signatures as the torch.ops.pygan operators.
+
+They are the specification (read these to know what a kernel computes), the oracle of the tests (evaluated in
+float64), and the documented fallback when a compiled kernel is missing (see pygan._ext). Differentiable
+throughout, so autograd (and double backward) works through them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+ACTIVATIONS = ("identity", "relu", "leaky_relu", "prelu")
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation dtype: float64 for float64 data, float32 otherwise (fp16/bf16 statistics in fp32)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _channel_view(v: Tensor, ndim: int) -> Tensor:
+    return v.reshape([1, -1] + [1] * (ndim - 2))
+
+
+def _reduce_dims(ndim: int) -> list[int]:
+    return [0] + list(range(2, ndim))
+
+
+def _slope_view(activation: str, slope: Tensor | None, negative_slope: float, ndim: int, dtype: torch.dtype):
+    if activation == "prelu":
+        return _channel_view(slope.to(dtype), ndim)
+    return negative_slope
+
+
+def activation_forward(z: Tensor, activation: str, slope, negative_slope: float = 0.01) -> Tensor:
+    """act(z); for prelu, `slope` broadcasts against z (per channel or one value)."""
+    if activation == "identity":
+        return z
+    if activation == "relu":
+        return torch.relu(z)
+    if activation == "leaky_relu":
+        return F.leaky_relu(z, negative_slope)
+    if activation == "prelu":
+        return torch.where(z > 0, z, z * slope)
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+
+
+def activation_derivative(z: Tensor, activation: str, slope) -> Tensor:
+    """d act / dz; at z == 0 the negative branch's value, as PyTorch's kernels."""
+    if activation == "identity":
+        return torch.ones_like(z)
+    if activation == "relu":
+        return (z > 0).to(z.dtype)
+    return torch.where(z > 0, torch.ones_like(z), torch.zeros_like(z) + slope)
+
+
+def batch_norm_act(
+    input: Tensor,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    slope: Tensor | None,
+    training: bool,
+    eps: float,
+    activation: str,
+    negative_slope: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """act(BatchNorm(input)), as torch.nn.BatchNorm{1,2,3}d followed by the activation.
+
+    training: normalize with the batch statistics (biased variance); otherwise with the running statistics.
+    Returns (out, save_mean, save_invstd): the statistics used, in the accumulation dtype; out has input's dtype.
+    Running statistics are not touched here: see batch_norm_update_stats.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"batch_norm_act: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    nd, acc = input.dim(), acc_dtype(input.dtype)
+    x = input.to(acc)
+    if training:
+        dims = _reduce_dims(nd)
+        mean, var = x.mean(dims), x.var(dims, unbiased=False)
+    else:
+        mean, var = running_mean.to(acc).clone(), running_var.to(acc)
+    invstd = torch.rsqrt(var + eps)
+    z = (x - _channel_view(mean, nd)) * _channel_view(invstd, nd)
+    if weight is not None:
+        z = z * _channel_view(weight.to(acc), nd)
+    if bias is not None:
+        z = z + _channel_view(bias.to(acc), nd)
+    y = activation_forward(z, activation, _slope_view(activation, slope, negative_slope, nd, acc), negative_slope)
+    return y.to(input.dtype), mean, invstd
+
+
+def batch_norm_update_stats(
+    running_mean: Tensor, running_var: Tensor, save_mean: Tensor, save_invstd: Tensor, momentum: float, eps: float,
+    count: int,
+) -> None:
+    """In place: running = (1 - momentum) * running + momentum * batch, as torch.nn.BatchNorm; the batch variance
+    is recovered from save_invstd and made unbiased: (1 / save_invstd^2 - eps) * count / (count - 1)."""
+    with torch.no_grad():
+        var = (save_invstd.double().pow(-2) - eps) * (count / (count - 1))
+        running_mean.mul_(1 - momentum).add_(save_mean.to(running_mean.dtype), alpha=momentum)
+        running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
+
+
+def batch_norm_act_backward(
+    grad_out: Tensor,
+    saved: Tensor,
+    saved_is_output: bool,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    slope: Tensor | None,
+    save_mean: Tensor,
+    save_invstd: Tensor,
+    training: bool,
+    activation: str,
+    negative_slope: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of batch_norm_act's `out` w.r.t. (input, weight, bias, slope), given grad_out.
+
+    `saved` is the forward input, or its output when saved_is_output (identity, leaky_relu / prelu with
+    positive slopes): then the pre-activation is z = act^-1(out) and x_hat = (z - bias) / weight. With
+    dz = grad_out * act'(z) and M values per channel:
+      grad_input  = weight * invstd * (dz - mean(dz) - x_hat * mean(dz * x_hat))   (training)
+                  = weight * invstd * dz                                           (eval)
+      grad_weight = sum(dz * x_hat), grad_bias = sum(dz), grad_slope = sum(grad_out * z * [z <= 0]).
+    grad_slope is empty unless activation is prelu. Differentiable (used for double backward).
+    """
+    nd, acc = saved.dim(), acc_dtype(saved.dtype)
+    dims = _reduce_dims(nd)
+    gamma = _channel_view(weight.to(acc), nd) if weight is not None else None
+    beta = _channel_view(bias.to(acc), nd) if bias is not None else None
+    sl = _slope_view(activation, slope, negative_slope, nd, acc)
+    s, gy = saved.to(acc), grad_out.to(acc)
+    mean, invstd = _channel_view(save_mean.to(acc), nd), _channel_view(save_invstd.to(acc), nd)
+    if saved_is_output:
+        if activation == "relu":
+            raise ValueError("batch_norm_act_backward: relu is not invertible; save the input")
+        z = torch.where(s > 0, s, s / sl) if activation in ("leaky_relu", "prelu") else s
+        shifted = z - beta if beta is not None else z
+        x_hat = shifted / gamma if gamma is not None else shifted
+    else:
+        x_hat = (s - mean) * invstd
+        z = x_hat * gamma if gamma is not None else x_hat
+        z = z + beta if beta is not None else z
+    dz = gy * activation_derivative(z, activation, sl)
+    sum_dz, sum_dz_xhat = dz.sum(dims), (dz * x_hat).sum(dims)
+    scale = invstd * gamma if gamma is not None else invstd
+    if training:
+        count = saved.numel() // saved.shape[1]
+        grad_input = scale * (dz - _channel_view(sum_dz, nd) / count - x_hat * _channel_view(sum_dz_xhat, nd) / count)
+    else:
+        grad_input = scale * dz
+    if activation == "prelu":
+        grad_slope = torch.where(z > 0, torch.zeros_like(z), gy * z).sum(dims)
+        grad_slope = (grad_slope.sum().reshape(1) if slope.numel() == 1 else grad_slope).to(slope.dtype)
+    else:
+        grad_slope = sum_dz.new_empty(0)
+    grad_weight = sum_dz_xhat.to(weight.dtype) if weight is not None else sum_dz_xhat
+    grad_bias = sum_dz.to(bias.dtype) if bias is not None else sum_dz
+    return grad_input.to(saved.dtype), grad_weight, grad_bias, grad_slope

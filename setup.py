@@ -1,0 +1,129 @@
+"""Build of pygan._C: one extension from csrc/**, against the torch that is installed.
+
+Knobs (environment):
+  PYGAN_CUDA=auto|0|1     auto (default): build the CUDA kernels whenever torch is a CUDA build and nvcc is found,
+                          whether or not a GPU is visible; 0: CPU kernels only; 1: CUDA required, fail early if impossible.
+  TORCH_CUDA_ARCH_LIST    standard torch knob; defaults to 9.0 (sm_90) when no GPU is visible.
+  MAX_JOBS                standard torch knob: parallel compile jobs.
+  CUDA_HOME               where the CUDA toolkit lives; found from nvcc on PATH or /usr/local/cuda otherwise.
+"""
+
+import glob
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _say(msg: str) -> None:
+    print(f"[pygan build] {msg}", file=sys.stderr, flush=True)
+
+
+def _find_cuda_home() -> str | None:
+    # torch.utils.cpp_extension guesses CUDA_HOME at import time and can guess /usr/local when nvcc is a
+    # symlink there, so settle it here first.
+    if os.environ.get("CUDA_HOME"):
+        return os.environ["CUDA_HOME"]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        return str(Path(nvcc).resolve().parent.parent)
+    if Path("/usr/local/cuda/bin/nvcc").exists():
+        return "/usr/local/cuda"
+    return None
+
+
+def _decide_cuda() -> tuple[bool, str]:
+    mode = os.environ.get("PYGAN_CUDA", "auto").strip().lower()
+    if mode not in ("auto", "0", "1"):
+        sys.exit(f"[pygan build] PYGAN_CUDA must be auto, 0 or 1, got {mode!r}")
+    cuda_home = _find_cuda_home()
+    if cuda_home is not None:
+        os.environ["CUDA_HOME"] = cuda_home
+    if mode == "0":
+        return False, "PYGAN_CUDA=0"
+    import torch
+
+    reasons = []
+    if torch.version.cuda is None:
+        reasons.append(f"torch {torch.__version__} is not a CUDA build")
+    if cuda_home is None:
+        reasons.append("nvcc not found (set CUDA_HOME or put nvcc on PATH)")
+    if reasons:
+        if mode == "1":
+            sys.exit("[pygan build] PYGAN_CUDA=1 but the CUDA kernels cannot be built: " + "; ".join(reasons))
+        return False, "; ".join(reasons)
+    return True, f"torch CUDA {torch.version.cuda}, CUDA_HOME={cuda_home}"
+
+
+def _companion_cuda_includes() -> list[str]:
+    # pip's CUDA torch wheels ship the cuBLAS/cuSPARSE/... headers that ATen's CUDA headers include in
+    # site-packages/nvidia/<cuXX>/include; a bare toolkit may lack them.
+    found = []
+    for site in sys.path:
+        found += sorted(glob.glob(os.path.join(site, "nvidia", "cu*", "include")))
+    return list(dict.fromkeys(found))
+
+
+def _extensions():
+    with_cuda, why = _decide_cuda()
+    # Import only now: CUDA_HOME must be settled before torch.utils.cpp_extension reads it.
+    import torch
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+
+    cpp = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.cpp"))
+    cu = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.cu"))
+    cxx_flags = ["-O3", "-std=c++20", "-fopenmp"]  # -fopenmp: at::parallel_for is OpenMP-inline in torch's CPU build
+    macros = [("PYGAN_TORCH_VERSION", f'"{torch.__version__}"')]
+    info = {"torch": torch.__version__, "cuda": None, "cuda_arch_list": None, "cpu": True}
+
+    if with_cuda:
+        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+            os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
+        archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "visible GPUs")
+        info.update(cuda=torch.version.cuda, cuda_arch_list=archs)
+        macros += [("PYGAN_WITH_CUDA", None), ("PYGAN_CUDA_VERSION", f'"{torch.version.cuda}"'), ("PYGAN_CUDA_ARCHS", f'"{archs}"')]
+        ext = CUDAExtension(
+            "pygan._C",
+            sources=cpp + cu,
+            include_dirs=[str(ROOT / "csrc")] + _companion_cuda_includes(),
+            define_macros=macros,
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++20", "-lineinfo"]},
+            extra_link_args=["-fopenmp"],
+        )
+        _say(f"CUDA kernels: yes ({why}); arch list {archs}")
+    else:
+        ext = CppExtension(
+            "pygan._C",
+            sources=cpp,
+            include_dirs=[str(ROOT / "csrc")],
+            define_macros=macros,
+            extra_compile_args={"cxx": cxx_flags},
+            extra_link_args=["-fopenmp"],
+        )
+        _say(f"CUDA kernels: no ({why}); CPU kernels only")
+    _say(f"torch {torch.__version__}; {len(cpp)} C++ and {len(cu) if with_cuda else 0} CUDA sources")
+
+    class BuildWithInfo(BuildExtension):
+        """Writes pygan/_C_build.json beside the extension: what was built, for which torch (read before import)."""
+
+        def run(self):
+            super().run()
+            targets = [Path(self.build_lib) / "pygan"]
+            if self.inplace:
+                targets = [ROOT / "pygan"]
+            for t in targets:
+                t.mkdir(parents=True, exist_ok=True)
+                tmp = t / "_C_build.json.tmp"
+                tmp.write_text(json.dumps(info, indent=1) + "\n")
+                os.replace(tmp, t / "_C_build.json")
+
+    return [ext], {"build_ext": BuildWithInfo.with_options(use_ninja=True)}
+
+
+ext_modules, cmdclass = _extensions()
+setup(ext_modules=ext_modules, cmdclass=cmdclass)

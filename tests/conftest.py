@@ -1,0 +1,15 @@
+import zlib
+
+import pytest
+import torch
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+# Every op test runs on each of these; CUDA ones are marked and skipped without a GPU.
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, requires_cuda])]
+
+
+@pytest.fixture(autouse=True)
+def _seed(request):
+    # Fresh random data per test, reproducible from the test's name.
+    torch.manual_seed(zlib.crc32(request.node.nodeid.encode()))
