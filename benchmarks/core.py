@@ -1,0 +1,149 @@
+"""Cases, timing and reporting shared by every benchmark suite."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+STOCK_EAGER, STOCK_COMPILE, PYGAN, PYGAN_COMPILE = "stock eager", "stock compile", "pygan", "pygan compile"
+
+
+@dataclass
+class Case:
+    """One row of the table: the same work done by several variants (e.g. stock eager, stock compile, pygan)."""
+
+    suite: str
+    name: str
+    variants: dict[str, Callable[[], object]]
+    min_bytes: int | None = None  # minimal memory traffic of the work (for achieved bandwidth on a GPU)
+    saved_bytes: dict[str, int] = field(default_factory=dict)  # bytes autograd keeps for backward, per variant
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time_once(fn, device: str) -> float:
+    """Seconds for one call: CUDA events on a GPU, perf_counter on the CPU."""
+    if device == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def measure(case: Case, device: str, rounds: int, warmup: int) -> dict:
+    """Interleaves the variants round by round (so drifts hit all alike); returns per-variant median and spread."""
+    times: dict[str, list[float]] = {k: [] for k in case.variants}
+    peak: dict[str, int] = {}
+    for name, fn in case.variants.items():  # warm-up (and compilation) first, outside the timing
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        for _ in range(warmup):
+            fn()
+        _sync(device)
+        if device == "cuda":
+            peak[name] = torch.cuda.max_memory_allocated()
+    names = list(case.variants)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            times[name].append(_time_once(case.variants[name], device))
+    out = {}
+    for name, ts in times.items():
+        q = statistics.quantiles(ts, n=4) if len(ts) >= 4 else [min(ts), 0, max(ts)]
+        out[name] = {"median_s": statistics.median(ts), "iqr_s": q[2] - q[0], "runs": len(ts)}
+        if name in peak:
+            out[name]["peak_bytes"] = peak[name]
+        if name in case.saved_bytes:
+            out[name]["saved_bytes"] = case.saved_bytes[name]
+    return out
+
+
+def environment(device: str) -> dict:
+    env = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "device": device,
+    }
+    try:
+        env["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                       cwd=os.path.dirname(__file__)).stdout.strip() or None
+    except OSError:
+        env["commit"] = None
+    if device == "cuda":
+        env["gpu"] = torch.cuda.get_device_name()
+        try:
+            env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                           capture_output=True, text=True).stdout.strip()
+        except OSError:
+            env["driver"] = None
+    else:
+        try:
+            with open("/proc/cpuinfo") as f:
+                env["cpu"] = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), env["cpu"])
+        except OSError:
+            pass
+    return env
+
+
+def saved_tensor_bytes(fn: Callable[[], object]) -> int:
+    """Bytes autograd saves for backward while running fn(), each storage counted once, parameters excluded."""
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        if not isinstance(t, torch.nn.Parameter):
+            s = t.untyped_storage()
+            seen[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values())
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: per case, each variant's median (± IQR) and its speed-up over stock eager and stock compile."""
+    lines = ["| suite | case | variant | median | ± IQR | × stock eager | × stock compile | saved for backward |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        res = row["results"]
+        eager = res.get(STOCK_EAGER, {}).get("median_s")
+        comp = res.get(STOCK_COMPILE, {}).get("median_s")
+        for name, r in res.items():
+            m = r["median_s"]
+            sp_e = f"{eager / m:.2f}" if eager else "–"
+            sp_c = f"{comp / m:.2f}" if comp else "–"
+            saved = f"{r['saved_bytes'] / 2**20:.1f} MiB" if "saved_bytes" in r else "–"
+            lines.append(f"| {row['suite']} | {row['case']} | {name} | {_fmt(m)} | {_fmt(r['iqr_s'])} | {sp_e} | {sp_c} | {saved} |")
+    return "\n".join(lines)
+
+
+def _fmt(s: float) -> str:
+    return f"{s * 1e3:.3f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def write_json(path: str, env: dict, rows: list[dict]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"environment": env, "rows": rows}, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)  # never a half-written file
