@@ -66,17 +66,13 @@ struct Moments {
   }
 };
 
-// Sum of f(x[i]) over a contiguous range, in independent lanes so that it vectorizes.
+// Sum of f(x[i]) over a contiguous range. `omp simd reduction` lets the compiler vectorize it (partial sums in
+// vector lanes) without allowing reassociation anywhere else.
 template <typename acc_t, typename scalar_t, typename F>
-acc_t lane_sum(const scalar_t* x, int64_t n, F f) {
-  constexpr int L = 16;
-  acc_t lanes[L] = {};
-  int64_t i = 0;
-  for (; i + L <= n; i += L)
-    for (int k = 0; k < L; ++k) lanes[k] += f(static_cast<acc_t>(x[i + k]));
+acc_t simd_sum(const scalar_t* x, int64_t n, F f) {
   acc_t total = 0;
-  for (; i < n; ++i) total += f(static_cast<acc_t>(x[i]));
-  for (int k = 0; k < L; ++k) total += lanes[k];
+  #pragma omp simd reduction(+ : total)
+  for (int64_t i = 0; i < n; ++i) total += f(static_cast<acc_t>(x[i]));
   return total;
 }
 
@@ -90,8 +86,8 @@ std::vector<Moments> channel_moments(const scalar_t* x, const Layout& l) {
     std::vector<Moments> parts(plane_chunks(l));
     for_each_plane_chunk(l, [&](int64_t t, int64_t plane, int64_t, int64_t offset, int64_t len) {
       const scalar_t* p = x + plane * l.S + offset;
-      const acc mean = lane_sum<acc>(p, len, [](acc v) { return v; }) / static_cast<acc>(len);
-      const acc m2 = lane_sum<acc>(p, len, [mean](acc v) { return (v - mean) * (v - mean); });
+      const acc mean = simd_sum<acc>(p, len, [](acc v) { return v; }) / static_cast<acc>(len);
+      const acc m2 = simd_sum<acc>(p, len, [mean](acc v) { return (v - mean) * (v - mean); });
       parts[t] = Moments{static_cast<double>(len), static_cast<double>(mean), static_cast<double>(m2)};
     });
     const int64_t per_plane = ceil_div(l.S, kTaskElems);
@@ -107,12 +103,14 @@ std::vector<Moments> channel_moments(const scalar_t* x, const Layout& l) {
       std::vector<acc> mean(C, acc(0)), m2(C, acc(0));
       for (int64_t r = r0; r < r1; ++r) {
         const scalar_t* row = x + r * C;
+        #pragma omp simd
         for (int64_t c = 0; c < C; ++c) mean[c] += static_cast<acc>(row[c]);
       }
       const acc inv_rows = acc(1) / static_cast<acc>(r1 - r0);
       for (int64_t c = 0; c < C; ++c) mean[c] *= inv_rows;
       for (int64_t r = r0; r < r1; ++r) {
         const scalar_t* row = x + r * C;
+        #pragma omp simd
         for (int64_t c = 0; c < C; ++c) {
           const acc d = static_cast<acc>(row[c]) - mean[c];
           m2[c] += d * d;
@@ -215,6 +213,7 @@ void normalize_act_impl(const scalar_t* x, scalar_t* y, const Layout& l, const C
       const scalar_t* in = x + plane * l.S + offset;
       scalar_t* out = y + plane * l.S + offset;
       const acc scale = k.scale[c], shift = k.shift[c], slope = k.slope[c];
+      #pragma omp simd
       for (int64_t i = 0; i < len; ++i)
         out[i] = static_cast<scalar_t>(act_forward<A>(static_cast<acc>(in[i]) * scale + shift, slope));
     });
@@ -225,6 +224,7 @@ void normalize_act_impl(const scalar_t* x, scalar_t* y, const Layout& l, const C
       for (int64_t r = r0; r < r1; ++r) {
         const scalar_t* in = x + r * C;
         scalar_t* out = y + r * C;
+        #pragma omp simd
         for (int64_t c = 0; c < C; ++c)
           out[c] = static_cast<scalar_t>(act_forward<A>(static_cast<acc>(in[c]) * scale[c] + shift[c], slope[c]));
       }
@@ -257,23 +257,18 @@ void grad_sums_impl(const scalar_t* dy, const scalar_t* s, const Layout& l, cons
       const scalar_t* g = dy + plane * l.S + offset;
       const scalar_t* v = s + plane * l.S + offset;
       const acc scale = k.scale[c], shift = k.shift[c], p = k.p[c], q = k.q[c], slope = k.slope[c];
-      constexpr int L = 8;
-      acc a_dz[L] = {}, a_dzx[L] = {}, a_sl[L] = {};
-      int64_t i = 0;
-      auto step = [&](int64_t j, int lane) {
+      acc s_dz = 0, s_dzx = 0, s_sl = 0;
+      #pragma omp simd reduction(+ : s_dz, s_dzx, s_sl)
+      for (int64_t i = 0; i < len; ++i) {
         acc z, xh;
-        recover<A, FromOutput>(static_cast<acc>(v[j]), scale, shift, p, q, slope, z, xh);
-        const acc gy = static_cast<acc>(g[j]);
+        recover<A, FromOutput>(static_cast<acc>(v[i]), scale, shift, p, q, slope, z, xh);
+        const acc gy = static_cast<acc>(g[i]);
         const acc dz = gy * act_derivative<A>(z, slope);
-        a_dz[lane] += dz;
-        a_dzx[lane] += dz * xh;
-        if constexpr (A == Act::Leaky) a_sl[lane] += z > acc(0) ? acc(0) : gy * z;
-      };
-      for (; i + L <= len; i += L)
-        for (int lane = 0; lane < L; ++lane) step(i + lane, lane);
-      for (; i < len; ++i) step(i, 0);
-      GradSums r;
-      for (int lane = 0; lane < L; ++lane) r.dz += a_dz[lane], r.dz_xhat += a_dzx[lane], r.slope += a_sl[lane];
+        s_dz += dz;
+        s_dzx += dz * xh;
+        if constexpr (A == Act::Leaky) s_sl += slope_grad_term(gy, z);
+      }
+      const GradSums r{double(s_dz), double(s_dzx), double(s_sl)};
       parts[t] = r;
     });
     const int64_t per_plane = ceil_div(l.S, kTaskElems);
@@ -292,6 +287,7 @@ void grad_sums_impl(const scalar_t* dy, const scalar_t* s, const Layout& l, cons
       for (int64_t r = r0; r < r1; ++r) {
         const scalar_t* g = dy + r * C;
         const scalar_t* v = s + r * C;
+        #pragma omp simd
         for (int64_t c = 0; c < C; ++c) {
           acc z, xh;
           recover<A, FromOutput>(static_cast<acc>(v[c]), scale[c], shift[c], p[c], q[c], slope[c], z, xh);
@@ -299,7 +295,7 @@ void grad_sums_impl(const scalar_t* dy, const scalar_t* s, const Layout& l, cons
           const acc dz = gy * act_derivative<A>(z, slope[c]);
           a_dz[c] += dz;
           a_dzx[c] += dz * xh;
-          if constexpr (A == Act::Leaky) a_sl[c] += z > acc(0) ? acc(0) : gy * z;
+          if constexpr (A == Act::Leaky) a_sl[c] += slope_grad_term(gy, z);
         }
       }
       for (int64_t c = 0; c < C; ++c) parts[b * C + c] = GradSums{double(a_dz[c]), double(a_dzx[c]), double(a_sl[c])};
@@ -349,6 +345,7 @@ void grad_input_impl(const scalar_t* dy, const scalar_t* s, scalar_t* dx, const 
   if (!l.channels_last) {
     for_each_plane_chunk(l, [&](int64_t, int64_t plane, int64_t c, int64_t offset, int64_t len) {
       const int64_t base = plane * l.S + offset;
+      #pragma omp simd
       for (int64_t i = 0; i < len; ++i)
         dx[base + i] = static_cast<scalar_t>(elem(static_cast<acc>(s[base + i]), static_cast<acc>(dy[base + i]),
                                                   k.scale[c], k.shift[c], k.p[c], k.q[c], k.slope[c], a[c], b[c], cx[c]));
@@ -358,6 +355,7 @@ void grad_input_impl(const scalar_t* dy, const scalar_t* s, scalar_t* dx, const 
     for_each_row_block(l, [&](int64_t, int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t base = r * C;
+        #pragma omp simd
         for (int64_t c = 0; c < C; ++c)
           dx[base + c] = static_cast<scalar_t>(elem(static_cast<acc>(s[base + c]), static_cast<acc>(dy[base + c]),
                                                     k.scale[c], k.shift[c], k.p[c], k.q[c], k.slope[c], a[c], b[c], cx[c]));
