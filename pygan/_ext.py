@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 _HERE = Path(__file__).resolve().parent
-_REBUILD = "rebuild it against this torch: pip install --no-build-isolation --force-reinstall --no-deps ."
+_REBUILD = "rebuild it against this torch: pip install --no-build-isolation --force-reinstall --no-deps -e ."
 
 
 def strict() -> bool:
@@ -42,7 +42,8 @@ def _load(record: dict | None = None):
     try:
         return importlib.import_module("pygan._C"), None
     except ModuleNotFoundError:
-        return None, "pygan's kernels (pygan._C) are not built; install with: pip install --no-build-isolation ."
+        return None, (f"pygan's kernels (pygan._C) are not built in {_HERE}; install with: "
+                      "pip install --no-build-isolation -e .  (from the checkout)")
     except (ImportError, OSError) as e:  # e.g. undefined symbol: built for another torch or CUDA
         built = f"torch {record['torch']}" if record else "an unknown torch"
         return None, (
