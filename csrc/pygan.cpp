@@ -12,6 +12,10 @@ TORCH_LIBRARY(pygan, m) {
   // (1 / save_invstd^2 - eps) * count / (count - 1): one launch for both buffers.
   m.def("batch_norm_update_stats(Tensor(a!) running_mean, Tensor(b!) running_var, Tensor save_mean, "
         "Tensor save_invstd, float momentum, float eps, int count) -> ()");
+  // Whether backward can recover the normalized input from the output accurately for these parameters (see
+  // recoverable_from_output in ops/batch_norm_act/batch_norm_act.cpp). Reads the parameters: a host sync on a GPU.
+  m.def("batch_norm_act_recoverable(Tensor? weight, Tensor? bias, Tensor? slope, str activation, "
+        "float negative_slope, ScalarType dtype) -> bool");
   // saved is the forward input, or its output when saved_is_output (invertible activations only).
   // Returns (grad_input, grad_weight, grad_bias, grad_slope); grad_slope is empty unless activation is prelu.
   m.def("batch_norm_act_backward(Tensor grad_out, Tensor saved, bool saved_is_output, Tensor? weight, "

@@ -5,6 +5,9 @@
 #include "common/checks.h"
 
 #include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <cmath>
 
 namespace pygan::bna {
 namespace {
@@ -86,7 +89,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
     TORCH_CHECK(l.count() > 1, "Expected more than 1 value per channel when training, got input size ", input.sizes());
     p.mean = at::empty({C}, x.options().dtype(acc));
     p.invstd = at::empty({C}, x.options().dtype(acc));
-    be.batch_stats(x, l, eps, p.mean, p.invstd);
   } else {
     const bool given = running_mean.has_value() && running_mean->defined() && running_var.has_value() && running_var->defined();
     TORCH_CHECK(given, kOp, ": running_mean and running_var must be given in evaluation mode (training=False)");
@@ -94,7 +96,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
     p.invstd = (running_var->to(acc) + eps).rsqrt();
   }
   at::Tensor y = at::empty(x.sizes(), x.options().memory_format(x.suggest_memory_format()));
-  if (x.numel() > 0) be.normalize_act(x, l, parse_activation(activation), p, y);
+  if (x.numel() > 0) {
+    if (training) be.forward_training(x, l, parse_activation(activation), eps, p, y);
+    else be.normalize_act(x, l, parse_activation(activation), p, y);
+  }
   return {y, p.mean, p.invstd};
 }
 
@@ -150,10 +155,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   at::Tensor sum_dz = at::zeros({C}, vec_opts), sum_dz_xhat = at::zeros({C}, vec_opts);
   at::Tensor sum_slope = at::zeros({act == Act::Leaky ? C : 0}, vec_opts);
   at::Tensor grad_x = at::empty(s.sizes(), s.options().memory_format(s.suggest_memory_format()));
-  if (s.numel() > 0) {
-    be.grad_sums(dy, s, saved_is_output, l, act, p, sum_dz, sum_dz_xhat, sum_slope);
-    be.grad_input(dy, s, saved_is_output, l, act, p, training, sum_dz, sum_dz_xhat, grad_x);
-  }
+  if (s.numel() > 0) be.backward(dy, s, saved_is_output, l, act, p, training, sum_dz, sum_dz_xhat, sum_slope, grad_x);
 
   auto like = [](const at::Tensor& v, const std::optional<at::Tensor>& param) {
     return param.has_value() && param->defined() ? v.to(param->scalar_type()) : v;
@@ -161,6 +163,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   at::Tensor grad_slope = at::empty({0}, vec_opts);
   if (is_prelu(activation)) grad_slope = like(slope->numel() == 1 ? sum_slope.sum().reshape({1}) : sum_slope, slope);
   return {grad_x, like(sum_dz_xhat, weight), like(sum_dz, bias), grad_slope};
+}
+
+bool recoverable_from_output(const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+                             const std::optional<at::Tensor>& slope, std::string_view activation, double negative_slope,
+                             at::ScalarType dtype) {
+  // Recovery x_hat = (act^-1(y) - bias) / weight multiplies y's rounding error by about 1 + |bias / weight|: allow 65
+  // for float32/64 outputs, 2 for float16/bfloat16 ones (their 2x error budget). Weights and slopes must keep y in
+  // the normal range of the output dtype: >= sqrt(its smallest normal).
+  if (parse_activation(activation) == Act::Relu) return false;
+  const bool half = dtype == at::kHalf || dtype == at::kBFloat16;
+  const double floor = std::sqrt(dtype == at::kHalf ? 6.103515625e-05 : dtype == at::kDouble ? 2.2250738585072014e-308
+                                                                                            : 1.1754943508222875e-38);
+  const double ratio = half ? 1.0 : 64.0;
+  if (activation == "leaky_relu" && !(negative_slope >= floor)) return false;
+  at::Tensor ok;
+  auto all = [&](const at::Tensor& cond) { ok = ok.defined() ? ok.logical_and(cond.all()) : cond.all(); };
+  if (activation == "prelu" && slope.has_value() && slope->defined()) all(slope->ge(floor));
+  if (weight.has_value() && weight->defined()) {
+    const at::Tensor w = weight->detach().abs();
+    all(w.ge(floor));
+    if (bias.has_value() && bias->defined()) all(bias->detach().abs().le(w * ratio));
+  }
+  return !ok.defined() || ok.item<bool>();
+}
+
+TORCH_LIBRARY_IMPL(pygan, CompositeExplicitAutograd, m) {
+  m.impl("batch_norm_act_recoverable", &recoverable_from_output);
 }
 
 }  // namespace pygan::bna

@@ -72,22 +72,20 @@ struct ChannelParams {
 };
 
 struct Backend {
-  // mean and invstd = 1/sqrt(var + eps), with the biased variance.
-  void (*batch_stats)(const at::Tensor& x, const Layout& l, double eps, at::Tensor& mean, at::Tensor& invstd);
+  // Training forward: batch statistics into p.mean and p.invstd = 1/sqrt(var + eps) (biased variance), then
+  // y = act(gamma * (x - mean) * invstd + beta).
+  void (*forward_training)(const at::Tensor& x, const Layout& l, Act act, double eps, ChannelParams& p, at::Tensor& y);
   // running = (1 - momentum) * running + momentum * batch, unbiased variance (1/invstd^2 - eps) * n / (n - 1).
   void (*update_stats)(at::Tensor& running_mean, at::Tensor& running_var, const at::Tensor& mean,
                        const at::Tensor& invstd, double momentum, double eps, int64_t count);
-  // y = act(gamma * (x - mean) * invstd + beta)
+  // Evaluation forward: y = act(gamma * (x - mean) * invstd + beta) with the given p.mean and p.invstd.
   void (*normalize_act)(const at::Tensor& x, const Layout& l, Act act, const ChannelParams& p, at::Tensor& y);
-  // Per channel, with z the pre-activation, x_hat the normalized input and dz = dy * act'(z):
-  // sum_dz = sum(dz), sum_dz_xhat = sum(dz * x_hat), sum_slope = sum(dy * z * [z <= 0]) (Leaky only).
-  void (*grad_sums)(const at::Tensor& grad_y, const at::Tensor& saved, bool saved_is_output, const Layout& l,
-                    Act act, const ChannelParams& p, at::Tensor& sum_dz, at::Tensor& sum_dz_xhat,
-                    at::Tensor& sum_slope);
+  // Backward, with z the pre-activation, x_hat the normalized input, dz = dy * act'(z), M values per channel:
+  // sum_dz = sum(dz), sum_dz_xhat = sum(dz * x_hat), sum_slope = sum(dy * z * [z <= 0]) (Leaky only), and
   // grad_x = gamma * invstd * (dz - sum_dz / M - x_hat * sum_dz_xhat / M) in training, gamma * invstd * dz in eval.
-  void (*grad_input)(const at::Tensor& grad_y, const at::Tensor& saved, bool saved_is_output, const Layout& l,
-                     Act act, const ChannelParams& p, bool training, const at::Tensor& sum_dz,
-                     const at::Tensor& sum_dz_xhat, at::Tensor& grad_x);
+  void (*backward)(const at::Tensor& grad_y, const at::Tensor& saved, bool saved_is_output, const Layout& l, Act act,
+                   const ChannelParams& p, bool training, at::Tensor& sum_dz, at::Tensor& sum_dz_xhat,
+                   at::Tensor& sum_slope, at::Tensor& grad_x);
 };
 
 // The ops' implementations for a backend; both registered per dispatch key by the backend's file.

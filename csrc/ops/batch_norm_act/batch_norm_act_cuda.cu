@@ -425,7 +425,19 @@ void grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& saved, bool sav
   });
 }
 
-const Backend kCuda{batch_stats_cuda, update_stats_cuda, normalize_act_cuda, grad_sums_cuda, grad_input_cuda};
+void forward_training_cuda(const at::Tensor& x, const Layout& l, Act act, double eps, ChannelParams& p, at::Tensor& y) {
+  batch_stats_cuda(x, l, eps, p.mean, p.invstd);
+  normalize_act_cuda(x, l, act, p, y);
+}
+
+void backward_cuda(const at::Tensor& grad_y, const at::Tensor& saved, bool saved_is_output, const Layout& l, Act act,
+                   const ChannelParams& p, bool training, at::Tensor& sum_dz, at::Tensor& sum_dz_xhat,
+                   at::Tensor& sum_slope, at::Tensor& grad_x) {
+  grad_sums_cuda(grad_y, saved, saved_is_output, l, act, p, sum_dz, sum_dz_xhat, sum_slope);
+  grad_input_cuda(grad_y, saved, saved_is_output, l, act, p, training, sum_dz, sum_dz_xhat, grad_x);
+}
+
+const Backend kCuda{forward_training_cuda, update_stats_cuda, normalize_act_cuda, backward_cuda};
 
 }  // namespace
 
