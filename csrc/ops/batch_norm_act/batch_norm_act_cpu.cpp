@@ -1,13 +1,7 @@
-// CPU passes of batch_norm_act: statistics + normalize-and-activate forward, gradient sums + input gradient
-// backward; each pass sweeps the tensor in cache-sized chunks with all threads (at::parallel_for). Inner loops are
-// written so the compiler vectorizes them: `omp simd` (reductions without global reassociation) and activation math
-// as selects between constants (batch_norm_act.h).
-//
-// Measured and not kept: a channel-blocked schedule (one task per channel, both passes of a direction back to back
-// while the channel is in cache: 2 + 3 memory sweeps instead of 3 + 5). On the 2-core build machines these loops
-// are compute-bound at SSE2 width (a copy of the tensor takes 2 ms, a pass 4-7 ms), so it was no faster for
-// channels-first and 2-3x slower for channels-last (strided 64-byte rows). Passes take a View (a set of
-// channels) so that schedule, or an AVX2 build of these loops, can be tried again where memory is the limit.
+// CPU backend of batch_norm_act: the kernels of batch_norm_act_cpu_kernels.h built twice — for the baseline
+// x86-64 ISA and for AVX2+FMA — and the faster one picked once at run time. The loops are compute-bound at SSE2
+// width on the build machines (a pass over a 64 MB tensor takes 4-7 ms where a copy takes 2 ms), so 8-wide
+// vectors pay; compiling the whole extension with -mavx2 instead would make it crash on CPUs without AVX2.
 #include "ops/batch_norm_act/batch_norm_act.h"
 
 #include <ATen/ATen.h>
@@ -17,374 +11,56 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
 #include <vector>
 
 namespace pygan::bna {
 namespace {
 
-constexpr int64_t kTaskElems = 8192;          // streaming: elements per task (a chunk read twice stays in L1/L2)
-constexpr int64_t kParallelElems = 32768;     // below this many elements a pass runs on one thread
+namespace baseline {
+#include "ops/batch_norm_act/batch_norm_act_cpu_kernels.h"
+}  // namespace baseline
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define PYGAN_HAVE_AVX2_BUILD 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+#include "ops/batch_norm_act/batch_norm_act_cpu_kernels.h"
+}  // namespace avx2
+#pragma GCC pop_options
+#endif
 
-// Channels [c0, c0 + C) of a dense tensor with C_total channels. Channels-first: element (n, c, s) at
-// (n * C_total + c0 + c) * S + s; channels-last: element (row, c) at row * C_total + c0 + c, N * S rows.
-struct View {
-  bool channels_last;
-  int64_t N, C, S, c0, C_total;
-  int64_t count() const { return N * S; }
-};
-
-View whole(const Layout& l) { return {l.channels_last, l.N, l.C, l.S, 0, l.C}; }
-
-// Channels-first: f(task, c, offset, length) for chunks of <= kTaskElems of every (n, c) plane, in parallel.
-template <typename F>
-void for_each_plane_chunk(const View& v, F f) {
-  const int64_t per_plane = ceil_div(v.S, kTaskElems);
-  const int64_t tasks = v.N * v.C * per_plane;
-  const int64_t grain = std::max<int64_t>(1, kParallelElems / std::max<int64_t>(std::min(v.S, kTaskElems), 1));
-  at::parallel_for(0, tasks, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t plane = t / per_plane, start = (t % per_plane) * kTaskElems;
-      const int64_t n = plane / v.C, c = plane % v.C;
-      f(t, c, (n * v.C_total + v.c0 + c) * v.S + start, std::min(kTaskElems, v.S - start));
-    }
-  });
-}
-int64_t plane_chunks(const View& v) { return v.N * v.C * ceil_div(v.S, kTaskElems); }
-
-// Channels-last: f(block, first row, end row) for blocks of rows holding about kTaskElems of the view's values.
-int64_t rows_per_block(const View& v) { return std::max<int64_t>(1, kTaskElems / std::max<int64_t>(v.C, 1)); }
-int64_t row_blocks(const View& v) { return ceil_div(v.count(), rows_per_block(v)); }
-
-template <typename F>
-void for_each_row_block(const View& v, F f) {
-  const int64_t rb = rows_per_block(v);
-  const int64_t grain = std::max<int64_t>(1, kParallelElems / (rb * std::max<int64_t>(v.C, 1)));
-  at::parallel_for(0, row_blocks(v), grain, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) f(b, b * rb, std::min(v.count(), (b + 1) * rb));
-  });
+// PYGAN_CPU_ISA=baseline forces the baseline build (the tests use it to cover both).
+bool use_avx2() {
+#ifdef PYGAN_HAVE_AVX2_BUILD
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          std::string_view(std::getenv("PYGAN_CPU_ISA") ? std::getenv("PYGAN_CPU_ISA") : "") != "baseline";
+  return yes;
+#else
+  return false;
+#endif
 }
 
-// Count, mean and sum of squared deviations of a part of one channel; parts merge exactly (Chan et al.).
-struct Moments {
-  double n = 0, mean = 0, m2 = 0;
-  void merge(const Moments& b) {
-    if (b.n == 0) return;
-    const double total = n + b.n, delta = b.mean - mean;
-    mean += delta * b.n / total;
-    m2 += b.m2 + delta * delta * n * b.n / total;
-    n = total;
-  }
-};
-
-struct GradSums {
-  double dz = 0, dz_xhat = 0, slope = 0;
-  void merge(const GradSums& b) { dz += b.dz, dz_xhat += b.dz_xhat, slope += b.slope; }
-};
-
-// Merges per-task partials into per-channel totals in a fixed order (deterministic): channels-first partials are
-// indexed by task (plane-major), channels-last ones by block * C + c.
-template <typename Part>
-std::vector<Part> merge_parts(const View& v, const std::vector<Part>& parts) {
-  std::vector<Part> out(v.C);
-  if (!v.channels_last) {
-    const int64_t per_plane = ceil_div(v.S, kTaskElems);
-    for (int64_t n = 0; n < v.N; ++n)
-      for (int64_t c = 0; c < v.C; ++c)
-        for (int64_t k = 0; k < per_plane; ++k) out[c].merge(parts[(n * v.C + c) * per_plane + k]);
-  } else {
-    for (int64_t b = 0; b < row_blocks(v); ++b)
-      for (int64_t c = 0; c < v.C; ++c) out[c].merge(parts[b * v.C + c]);
-  }
-  return out;
-}
-
-// Sum of f(x[i]) over a contiguous range; `omp simd reduction` vectorizes it without reassociating anything else.
-template <typename acc_t, typename scalar_t, typename F>
-acc_t simd_sum(const scalar_t* x, int64_t n, F f) {
-  acc_t total = 0;
-  #pragma omp simd reduction(+ : total)
-  for (int64_t i = 0; i < n; ++i) total += f(static_cast<acc_t>(x[i]));
-  return total;
-}
-
-// ---------------------------------------------------------------- statistics
-
-template <typename scalar_t>
-std::vector<Moments> channel_moments(const scalar_t* x, const View& v) {
-  using acc = acc_t<scalar_t>;
-  const int64_t C = v.C;
-  if (!v.channels_last) {
-    std::vector<Moments> parts(plane_chunks(v));
-    for_each_plane_chunk(v, [&](int64_t t, int64_t, int64_t base, int64_t len) {
-      const scalar_t* p = x + base;
-      const acc mean = simd_sum<acc>(p, len, [](acc a) { return a; }) / static_cast<acc>(len);
-      const acc m2 = simd_sum<acc>(p, len, [mean](acc a) { return (a - mean) * (a - mean); });
-      parts[t] = Moments{static_cast<double>(len), static_cast<double>(mean), static_cast<double>(m2)};
-    });
-    return merge_parts(v, parts);
-  }
-  std::vector<Moments> parts(row_blocks(v) * C);
-  for_each_row_block(v, [&](int64_t b, int64_t r0, int64_t r1) {
-    std::vector<acc> mean(C, acc(0)), m2(C, acc(0));
-    for (int64_t r = r0; r < r1; ++r) {
-      const scalar_t* row = x + r * v.C_total + v.c0;
-      #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) mean[c] += static_cast<acc>(row[c]);
-    }
-    for (int64_t c = 0; c < C; ++c) mean[c] /= static_cast<acc>(r1 - r0);
-    for (int64_t r = r0; r < r1; ++r) {
-      const scalar_t* row = x + r * v.C_total + v.c0;
-      #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) m2[c] += (static_cast<acc>(row[c]) - mean[c]) * (static_cast<acc>(row[c]) - mean[c]);
-    }
-    for (int64_t c = 0; c < C; ++c) parts[b * C + c] = Moments{double(r1 - r0), double(mean[c]), double(m2[c])};
-  });
-  return merge_parts(v, parts);
-}
-
-// Batch statistics of the view's channels into mean / invstd (indexed by absolute channel).
-template <typename scalar_t>
-void stats_of(const scalar_t* x, const View& v, double eps, acc_t<scalar_t>* mean, acc_t<scalar_t>* invstd) {
-  const std::vector<Moments> m = channel_moments(x, v);
-  for (int64_t c = 0; c < v.C; ++c) {
-    mean[v.c0 + c] = static_cast<acc_t<scalar_t>>(m[c].mean);
-    invstd[v.c0 + c] = static_cast<acc_t<scalar_t>>(1.0 / std::sqrt(m[c].m2 / m[c].n + eps));
-  }
-}
-
-// ---------------------------------------------------------------- per-channel coefficients
-
-// What the element loops need for the view's channels (local index), derived from ChannelParams.
-template <typename acc>
-struct Coefs {
-  std::vector<acc> scale, shift;  // z = x * scale + shift
-  std::vector<acc> p, q;          // x_hat = s * p + q, s = the input, or the pre-activation recovered from the output
-  std::vector<acc> slope, inv_slope;
-
-  Coefs(const ChannelParams& cp, const View& v, bool from_output)
-      : scale(v.C), shift(v.C), p(v.C), q(v.C), slope(v.C), inv_slope(v.C) {
-    const acc* mean = cp.mean.const_data_ptr<acc>() + v.c0;
-    const acc* invstd = cp.invstd.const_data_ptr<acc>() + v.c0;
-    const acc* gamma = cp.gamma.defined() ? cp.gamma.const_data_ptr<acc>() + v.c0 : nullptr;
-    const acc* beta = cp.beta.defined() ? cp.beta.const_data_ptr<acc>() + v.c0 : nullptr;
-    const bool shared_slope = cp.slope.defined() && cp.slope.numel() == 1;
-    const acc* sl = cp.slope.defined() ? cp.slope.const_data_ptr<acc>() + (shared_slope ? 0 : v.c0) : nullptr;
-    for (int64_t c = 0; c < v.C; ++c) {
-      const acc g = gamma ? gamma[c] : acc(1), b = beta ? beta[c] : acc(0);
-      scale[c] = g * invstd[c];
-      shift[c] = b - mean[c] * scale[c];
-      p[c] = from_output ? acc(1) / g : invstd[c];
-      q[c] = from_output ? -b / g : -mean[c] * invstd[c];
-      slope[c] = sl ? sl[shared_slope ? 0 : c] : static_cast<acc>(cp.leaky_slope);
-      inv_slope[c] = acc(1) / slope[c];
-    }
-  }
-};
-
-// Pre-activation z and normalized input x_hat of one element from the saved value s. From the output, z is
-// y * (1 or 1/slope): a multiply by the reciprocal (within an ulp of y / slope) instead of a division per element.
-template <Act A, bool FromOutput, typename acc>
-inline void recover(acc s, acc scale, acc shift, acc p, acc q, acc inv_slope, acc& z, acc& xh) {
-  if constexpr (FromOutput) {
-    z = A == Act::Leaky ? s * act_derivative<A>(s, inv_slope) : s;
-    xh = z * p + q;
-  } else {
-    xh = s * p + q;
-    z = s * scale + shift;
-  }
-}
-
-// ---------------------------------------------------------------- the passes over a view
-
-template <typename scalar_t, Act A>
-void normalize_act_view(const scalar_t* x, scalar_t* y, const View& v, const Coefs<acc_t<scalar_t>>& k) {
-  using acc = acc_t<scalar_t>;
-  if (!v.channels_last) {
-    for_each_plane_chunk(v, [&](int64_t, int64_t c, int64_t base, int64_t len) {
-      const scalar_t* in = x + base;
-      scalar_t* out = y + base;
-      const acc scale = k.scale[c], shift = k.shift[c], slope = k.slope[c];
-      #pragma omp simd
-      for (int64_t i = 0; i < len; ++i)
-        out[i] = static_cast<scalar_t>(act_forward<A>(static_cast<acc>(in[i]) * scale + shift, slope));
-    });
-    return;
-  }
-  const acc *scale = k.scale.data(), *shift = k.shift.data(), *slope = k.slope.data();
-  for_each_row_block(v, [&](int64_t, int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const scalar_t* in = x + r * v.C_total + v.c0;
-      scalar_t* out = y + r * v.C_total + v.c0;
-      #pragma omp simd
-      for (int64_t c = 0; c < v.C; ++c)
-        out[c] = static_cast<scalar_t>(act_forward<A>(static_cast<acc>(in[c]) * scale[c] + shift[c], slope[c]));
-    }
-  });
-}
-
-// Per channel (local index): sum(dz), sum(dz * x_hat), sum(dy * z * [z <= 0]), dz = dy * act'(z).
-template <typename scalar_t, Act A, bool FromOutput>
-std::vector<GradSums> grad_sums_view(const scalar_t* dy, const scalar_t* s, const View& v, const Coefs<acc_t<scalar_t>>& k) {
-  using acc = acc_t<scalar_t>;
-  if (!v.channels_last) {
-    std::vector<GradSums> parts(plane_chunks(v));
-    for_each_plane_chunk(v, [&](int64_t t, int64_t c, int64_t base, int64_t len) {
-      const scalar_t* g = dy + base;
-      const scalar_t* sv = s + base;
-      const acc scale = k.scale[c], shift = k.shift[c], p = k.p[c], q = k.q[c], slope = k.slope[c], inv = k.inv_slope[c];
-      acc s_dz = 0, s_dzx = 0, s_sl = 0;
-      #pragma omp simd reduction(+ : s_dz, s_dzx, s_sl)
-      for (int64_t i = 0; i < len; ++i) {
-        acc z, xh;
-        recover<A, FromOutput>(static_cast<acc>(sv[i]), scale, shift, p, q, inv, z, xh);
-        const acc gy = static_cast<acc>(g[i]);
-        const acc dz = gy * act_derivative<A>(z, slope);
-        s_dz += dz;
-        s_dzx += dz * xh;
-        if constexpr (A == Act::Leaky) s_sl += slope_grad_term(gy, z);
-      }
-      parts[t] = GradSums{double(s_dz), double(s_dzx), double(s_sl)};
-    });
-    return merge_parts(v, parts);
-  }
-  const int64_t C = v.C;
-  std::vector<GradSums> parts(row_blocks(v) * C);
-  const acc *scale = k.scale.data(), *shift = k.shift.data(), *p = k.p.data(), *q = k.q.data();
-  const acc *slope = k.slope.data(), *inv = k.inv_slope.data();
-  for_each_row_block(v, [&](int64_t b, int64_t r0, int64_t r1) {
-    std::vector<acc> a_dz(C, acc(0)), a_dzx(C, acc(0)), a_sl(C, acc(0));
-    for (int64_t r = r0; r < r1; ++r) {
-      const scalar_t* g = dy + r * v.C_total + v.c0;
-      const scalar_t* sv = s + r * v.C_total + v.c0;
-      #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) {
-        acc z, xh;
-        recover<A, FromOutput>(static_cast<acc>(sv[c]), scale[c], shift[c], p[c], q[c], inv[c], z, xh);
-        const acc gy = static_cast<acc>(g[c]);
-        const acc dz = gy * act_derivative<A>(z, slope[c]);
-        a_dz[c] += dz;
-        a_dzx[c] += dz * xh;
-        if constexpr (A == Act::Leaky) a_sl[c] += slope_grad_term(gy, z);
-      }
-    }
-    for (int64_t c = 0; c < C; ++c) parts[b * C + c] = GradSums{double(a_dz[c]), double(a_dzx[c]), double(a_sl[c])};
-  });
-  return merge_parts(v, parts);
-}
-
-// dx = a * dz + b + cx * x_hat with a = gamma * invstd, b = -a * mean(dz), cx = -a * mean(dz * x_hat) (training).
-template <typename acc>
-struct InputGradCoefs {
-  std::vector<acc> a, b, cx;
-  InputGradCoefs(const ChannelParams& cp, const View& v, bool training, const std::vector<GradSums>& sums)
-      : a(v.C), b(v.C), cx(v.C) {
-    const acc* invstd = cp.invstd.const_data_ptr<acc>() + v.c0;
-    const acc* gamma = cp.gamma.defined() ? cp.gamma.const_data_ptr<acc>() + v.c0 : nullptr;
-    const double inv_m = 1.0 / static_cast<double>(v.count());
-    for (int64_t c = 0; c < v.C; ++c) {
-      a[c] = (gamma ? gamma[c] : acc(1)) * invstd[c];
-      b[c] = training ? static_cast<acc>(-a[c] * sums[c].dz * inv_m) : acc(0);
-      cx[c] = training ? static_cast<acc>(-a[c] * sums[c].dz_xhat * inv_m) : acc(0);
-    }
-  }
-};
-
-template <typename scalar_t, Act A, bool FromOutput>
-void grad_input_view(const scalar_t* dy, const scalar_t* s, scalar_t* dx, const View& v, const Coefs<acc_t<scalar_t>>& k,
-                     const InputGradCoefs<acc_t<scalar_t>>& ig) {
-  using acc = acc_t<scalar_t>;
-  auto elem = [](acc sv, acc gv, acc scale, acc shift, acc p, acc q, acc slope, acc inv, acc a, acc b, acc cx) {
-    acc z, xh;
-    recover<A, FromOutput>(sv, scale, shift, p, q, inv, z, xh);
-    return a * (gv * act_derivative<A>(z, slope)) + b + cx * xh;
-  };
-  if (!v.channels_last) {
-    for_each_plane_chunk(v, [&](int64_t, int64_t c, int64_t base, int64_t len) {
-      const acc scale = k.scale[c], shift = k.shift[c], p = k.p[c], q = k.q[c], slope = k.slope[c], inv = k.inv_slope[c];
-      const acc a = ig.a[c], b = ig.b[c], cx = ig.cx[c];
-      #pragma omp simd
-      for (int64_t i = 0; i < len; ++i)
-        dx[base + i] = static_cast<scalar_t>(elem(static_cast<acc>(s[base + i]), static_cast<acc>(dy[base + i]), scale,
-                                                  shift, p, q, slope, inv, a, b, cx));
-    });
-    return;
-  }
-  for_each_row_block(v, [&](int64_t, int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t base = r * v.C_total + v.c0;
-      #pragma omp simd
-      for (int64_t c = 0; c < v.C; ++c)
-        dx[base + c] = static_cast<scalar_t>(elem(static_cast<acc>(s[base + c]), static_cast<acc>(dy[base + c]),
-                                                  k.scale[c], k.shift[c], k.p[c], k.q[c], k.slope[c], k.inv_slope[c],
-                                                  ig.a[c], ig.b[c], ig.cx[c]));
-    }
-  });
-}
-
-// ---------------------------------------------------------------- both directions
-
-template <typename scalar_t, Act A>
-void forward_training(const at::Tensor& x, const Layout& l, double eps, ChannelParams& cp, at::Tensor& y) {
-  using acc = acc_t<scalar_t>;
-  const scalar_t* in = x.const_data_ptr<scalar_t>();
-  scalar_t* out = y.mutable_data_ptr<scalar_t>();
-  acc* mean = cp.mean.mutable_data_ptr<acc>();
-  acc* invstd = cp.invstd.mutable_data_ptr<acc>();
-  stats_of(in, whole(l), eps, mean, invstd);
-  normalize_act_view<scalar_t, A>(in, out, whole(l), Coefs<acc>(cp, whole(l), false));
-}
-
-template <typename scalar_t, Act A, bool FromOutput>
-void backward_passes(const at::Tensor& grad_y, const at::Tensor& saved, const Layout& l, const ChannelParams& cp,
-                     bool training, at::Tensor& sum_dz, at::Tensor& sum_dz_xhat, at::Tensor& sum_slope,
-                     at::Tensor& grad_x) {
-  using acc = acc_t<scalar_t>;
-  const scalar_t* dy = grad_y.const_data_ptr<scalar_t>();
-  const scalar_t* s = saved.const_data_ptr<scalar_t>();
-  scalar_t* dx = grad_x.mutable_data_ptr<scalar_t>();
-  acc *o_dz = sum_dz.mutable_data_ptr<acc>(), *o_dzx = sum_dz_xhat.mutable_data_ptr<acc>();
-  acc* o_sl = sum_slope.numel() > 0 ? sum_slope.mutable_data_ptr<acc>() : nullptr;
-  const View v = whole(l);
-  const Coefs<acc> k(cp, v, FromOutput);
-  const std::vector<GradSums> sums = grad_sums_view<scalar_t, A, FromOutput>(dy, s, v, k);
-  for (int64_t c = 0; c < v.C; ++c) {
-    o_dz[v.c0 + c] = static_cast<acc>(sums[c].dz);
-    o_dzx[v.c0 + c] = static_cast<acc>(sums[c].dz_xhat);
-    if (o_sl) o_sl[v.c0 + c] = static_cast<acc>(sums[c].slope);
-  }
-  grad_input_view<scalar_t, A, FromOutput>(dy, s, dx, v, k, InputGradCoefs<acc>(cp, v, training, sums));
-}
-
-// ---------------------------------------------------------------- Backend entries
+#ifdef PYGAN_HAVE_AVX2_BUILD
+#define PYGAN_PICK(fn) (use_avx2() ? avx2::fn : baseline::fn)
+#else
+#define PYGAN_PICK(fn) (baseline::fn)
+#endif
 
 void forward_cpu(const at::Tensor& x, const Layout& l, Act act, double eps, ChannelParams& p, at::Tensor& y) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "batch_norm_act_forward", [&] {
-    dispatch_act(act, [&]<Act A>() { forward_training<scalar_t, A>(x, l, eps, p, y); });
-  });
+  PYGAN_PICK(forward_cpu)(x, l, act, eps, p, y);
 }
 
-void normalize_act_cpu(const at::Tensor& x, const Layout& l, Act act, const ChannelParams& cp, at::Tensor& y) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "batch_norm_act_normalize", [&] {
-    const Coefs<acc_t<scalar_t>> k(cp, whole(l), false);
-    dispatch_act(act, [&]<Act A>() {
-      normalize_act_view<scalar_t, A>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), whole(l), k);
-    });
-  });
+void normalize_act_cpu(const at::Tensor& x, const Layout& l, Act act, const ChannelParams& p, at::Tensor& y) {
+  PYGAN_PICK(normalize_act_cpu)(x, l, act, p, y);
 }
 
 void backward_cpu(const at::Tensor& grad_y, const at::Tensor& saved, bool saved_is_output, const Layout& l, Act act,
-                  const ChannelParams& cp, bool training, at::Tensor& sum_dz, at::Tensor& sum_dz_xhat,
+                  const ChannelParams& p, bool training, at::Tensor& sum_dz, at::Tensor& sum_dz_xhat,
                   at::Tensor& sum_slope, at::Tensor& grad_x) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, saved.scalar_type(), "batch_norm_act_backward", [&] {
-    dispatch_act(act, [&]<Act A>() {
-      if (saved_is_output)
-        backward_passes<scalar_t, A, true>(grad_y, saved, l, cp, training, sum_dz, sum_dz_xhat, sum_slope, grad_x);
-      else
-        backward_passes<scalar_t, A, false>(grad_y, saved, l, cp, training, sum_dz, sum_dz_xhat, sum_slope, grad_x);
-    });
-  });
+  PYGAN_PICK(backward_cpu)(grad_y, saved, saved_is_output, l, act, p, training, sum_dz, sum_dz_xhat, sum_slope, grad_x);
 }
 
 template <typename run_t, typename stat_t>
