@@ -21,4 +21,9 @@ TORCH_LIBRARY(pygan, m) {
   m.def("batch_norm_act_backward(Tensor grad_out, Tensor saved, bool saved_is_output, Tensor? weight, "
         "Tensor? bias, Tensor? slope, Tensor save_mean, Tensor save_invstd, bool training, str activation, "
         "float negative_slope) -> (Tensor, Tensor, Tensor, Tensor)");
+
+  // GAN loss over one tensor of discriminator logits: term (bce | neg_softplus | neg_half_exp | linear | hinge |
+  // squared, see pygan/ops/reference.py) with its target, mean or sum. Returns (loss, grad w.r.t. logits scaled
+  // as the loss, scores = [mean sigmoid(logits), mean logits]); backward only scales the saved gradient.
+  m.def("gan_loss(Tensor logits, str term, float target, bool mean) -> (Tensor, Tensor, Tensor)");
 }

@@ -5,7 +5,7 @@ and the GAN layer built on them.
 """
 
 from pygan._ext import build_info
-from pygan import ops, nn
+from pygan import ops, nn, losses
 
 __version__ = "0.1.0"
-__all__ = ["build_info", "ops", "nn", "__version__"]
+__all__ = ["build_info", "ops", "nn", "losses", "__version__"]

@@ -2,5 +2,6 @@
 pure-PyTorch reference in pygan.ops.reference."""
 
 from pygan.ops.batch_norm_act import batch_norm_act
+from pygan.ops.gan_loss import gan_loss
 
-__all__ = ["batch_norm_act"]
+__all__ = ["batch_norm_act", "gan_loss"]

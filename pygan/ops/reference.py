@@ -160,3 +160,48 @@ def batch_norm_act_backward(
     grad_weight = sum_dz_xhat.to(weight.dtype) if weight is not None else sum_dz_xhat
     grad_bias = sum_dz.to(bias.dtype) if bias is not None else sum_dz
     return grad_input.to(saved.dtype), grad_weight, grad_bias, grad_slope
+
+
+# ---------------------------------------------------------------- gan_loss
+
+# The per-logit terms every GAN loss is made of (x: a raw logit, t: `target`):
+#   bce          softplus(x) - t * x = t * softplus(-x) + (1 - t) * softplus(x)   (cross-entropy against label t)
+#   neg_softplus -softplus(x) = log(1 - sigmoid(x))                                (minimax generator)
+#   neg_half_exp -exp(min(x, 80)) / 2                                              (maximum-likelihood generator)
+#   linear       t * x                                                             (Wasserstein; t = +-1)
+#   hinge        relu(1 + t * x)                                                   (t = -1 real, +1 fake)
+#   squared      (x - t)^2 / 2                                                     (least squares)
+GAN_LOSS_TERMS = ("bce", "neg_softplus", "neg_half_exp", "linear", "hinge", "squared")
+# exp(x) overflows float32 above ~88.7: the maximum-likelihood term clamps its exponent here, so its value and
+# gradient stay finite for any logit (beyond it the term is constant).
+ML_EXP_CLAMP = 80.0
+
+
+def gan_loss_term(x: Tensor, term: str, target: float) -> Tensor:
+    """The elementwise loss term of `term` (see GAN_LOSS_TERMS) at logits x, stable for any magnitude of x."""
+    if term == "bce":
+        return F.softplus(x) - target * x
+    if term == "neg_softplus":
+        return -F.softplus(x)
+    if term == "neg_half_exp":
+        return -0.5 * torch.exp(torch.clamp(x, max=ML_EXP_CLAMP))
+    if term == "linear":
+        return target * x
+    if term == "hinge":
+        return torch.relu(1 + target * x)
+    if term == "squared":
+        return 0.5 * (x - target) ** 2
+    raise ValueError(f"gan_loss: term must be one of {GAN_LOSS_TERMS}, got {term!r}")
+
+
+def gan_loss(logits: Tensor, term: str, target: float, mean: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Loss (mean or sum of the term over all logits, float32 or float64), its gradient w.r.t. the logits (logits'
+    dtype), and scores = [mean sigmoid(logits), mean logits] (detached diagnostics), computed with autograd."""
+    acc = acc_dtype(logits.dtype)
+    x = logits.detach().to(acc).requires_grad_(True)
+    with torch.enable_grad():
+        values = gan_loss_term(x, term, target)
+        loss = values.mean() if mean else values.sum()
+        (grad,) = torch.autograd.grad(loss, x)
+    scores = torch.stack([torch.sigmoid(x.detach()).mean(), x.detach().mean()])
+    return loss.detach(), grad.to(logits.dtype), scores
