@@ -8,6 +8,7 @@
 #include "common/accumulate.h"
 
 #include <ATen/core/Tensor.h>
+#include <torch/library.h>
 
 #include <optional>
 #include <string_view>
@@ -127,6 +128,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_op(
     const at::Tensor& save_invstd, bool training, std::string_view activation, double negative_slope) {
   return backward(be, grad_out, saved, saved_is_output, weight, bias, slope, save_mean, save_invstd, training,
                   activation, negative_slope);
+}
+
+// Registers the three operators' kernels of a backend: TORCH_LIBRARY_IMPL(pygan, <key>, m) { register_kernels<be>(m); }
+template <const Backend& be>
+void register_kernels(torch::Library& m) {
+  m.impl("batch_norm_act", &forward_op<be>);
+  m.impl("batch_norm_update_stats", &update_stats_op<be>);
+  m.impl("batch_norm_act_backward", &backward_op<be>);
+}
+
+// One channel's running-statistics update (the batch variance from invstd, made unbiased by `unbias` = n / (n - 1)).
+template <typename run_t, typename stat_t>
+PYGAN_HD void update_running(run_t& rm, run_t& rv, stat_t mean, stat_t invstd, double momentum, double eps,
+                             double unbias) {
+  const double is = static_cast<double>(invstd);
+  const double var = (1.0 / (is * is) - eps) * unbias;
+  rm = static_cast<run_t>((1.0 - momentum) * static_cast<double>(rm) + momentum * static_cast<double>(mean));
+  rv = static_cast<run_t>((1.0 - momentum) * static_cast<double>(rv) + momentum * var);
 }
 
 // Calls f.template operator()<A>() with the activation as a compile-time constant.

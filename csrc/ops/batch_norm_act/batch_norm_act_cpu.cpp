@@ -63,27 +63,17 @@ void backward_cpu(const at::Tensor& grad_y, const at::Tensor& saved, bool saved_
   PYGAN_PICK(backward_cpu)(grad_y, saved, saved_is_output, l, act, p, training, sum_dz, sum_dz_xhat, sum_slope, grad_x);
 }
 
-template <typename run_t, typename stat_t>
-void update_stats_impl(run_t* rm, run_t* rv, const stat_t* mean, const stat_t* invstd, int64_t C, double momentum,
-                       double eps, int64_t count) {
-  const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
-  for (int64_t c = 0; c < C; ++c) {
-    const double is = static_cast<double>(invstd[c]);
-    const double var = (1.0 / (is * is) - eps) * unbias;
-    rm[c] = static_cast<run_t>((1.0 - momentum) * static_cast<double>(rm[c]) + momentum * static_cast<double>(mean[c]));
-    rv[c] = static_cast<run_t>((1.0 - momentum) * static_cast<double>(rv[c]) + momentum * var);
-  }
-}
-
 void update_stats_cpu(at::Tensor& running_mean, at::Tensor& running_var, const at::Tensor& mean,
                       const at::Tensor& invstd, double momentum, double eps, int64_t count) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, running_mean.scalar_type(), "batch_norm_update_stats", [&] {
     scalar_t* rm = running_mean.mutable_data_ptr<scalar_t>();
     scalar_t* rv = running_var.mutable_data_ptr<scalar_t>();
-    if (mean.scalar_type() == at::kDouble)
-      update_stats_impl(rm, rv, mean.const_data_ptr<double>(), invstd.const_data_ptr<double>(), mean.numel(), momentum, eps, count);
-    else
-      update_stats_impl(rm, rv, mean.const_data_ptr<float>(), invstd.const_data_ptr<float>(), mean.numel(), momentum, eps, count);
+    const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
+    auto update = [&](const auto* m, const auto* is) {
+      for (int64_t c = 0; c < mean.numel(); ++c) update_running(rm[c], rv[c], m[c], is[c], momentum, eps, unbias);
+    };
+    if (mean.scalar_type() == at::kDouble) update(mean.const_data_ptr<double>(), invstd.const_data_ptr<double>());
+    else update(mean.const_data_ptr<float>(), invstd.const_data_ptr<float>());
   });
 }
 
@@ -91,10 +81,6 @@ const Backend kCpu{forward_cpu, update_stats_cpu, normalize_act_cpu, backward_cp
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pygan, CPU, m) {
-  m.impl("batch_norm_act", &forward_op<kCpu>);
-  m.impl("batch_norm_update_stats", &update_stats_op<kCpu>);
-  m.impl("batch_norm_act_backward", &backward_op<kCpu>);
-}
+TORCH_LIBRARY_IMPL(pygan, CPU, m) { register_kernels<kCpu>(m); }
 
 }  // namespace pygan::bna

@@ -328,11 +328,7 @@ template <typename run_t, typename stat_t>
 __global__ void update_stats_kernel(run_t* rm, run_t* rv, const stat_t* mean, const stat_t* invstd, int64_t C,
                                     double momentum, double eps, double unbias) {
   const int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (c >= C) return;
-  const double is = static_cast<double>(invstd[c]);
-  const double var = (1.0 / (is * is) - eps) * unbias;
-  rm[c] = static_cast<run_t>((1.0 - momentum) * static_cast<double>(rm[c]) + momentum * static_cast<double>(mean[c]));
-  rv[c] = static_cast<run_t>((1.0 - momentum) * static_cast<double>(rv[c]) + momentum * var);
+  if (c < C) update_running(rm[c], rv[c], mean[c], invstd[c], momentum, eps, unbias);
 }
 
 void update_stats_cuda(at::Tensor& running_mean, at::Tensor& running_var, const at::Tensor& mean,
@@ -441,10 +437,6 @@ const Backend kCuda{forward_training_cuda, update_stats_cuda, normalize_act_cuda
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pygan, CUDA, m) {
-  m.impl("batch_norm_act", &forward_op<kCuda>);
-  m.impl("batch_norm_update_stats", &update_stats_op<kCuda>);
-  m.impl("batch_norm_act_backward", &backward_op<kCuda>);
-}
+TORCH_LIBRARY_IMPL(pygan, CUDA, m) { register_kernels<kCuda>(m); }
 
 }  // namespace pygan::bna
