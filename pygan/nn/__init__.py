@@ -1,5 +1,6 @@
 """Drop-in modules whose parameters, buffers and state_dict keys are those of the stock torch.nn modules."""
 
 from pygan.nn.batch_norm_act import BatchNormAct1d, BatchNormAct2d, BatchNormAct3d
+from pygan.nn.conv_bn_act import Conv2dBNAct, ConvTranspose2dBNAct
 
-__all__ = ["BatchNormAct1d", "BatchNormAct2d", "BatchNormAct3d"]
+__all__ = ["BatchNormAct1d", "BatchNormAct2d", "BatchNormAct3d", "Conv2dBNAct", "ConvTranspose2dBNAct"]

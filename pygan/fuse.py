@@ -1,0 +1,147 @@
+"""pygan.fuse(model): stock BatchNorm + activation pairs run through the fused op; pygan.fold_bn(model): BatchNorm
+folded into the preceding convolutions for inference.
+
+fuse keeps every state_dict key and value: a BatchNorm{1,2,3}d followed by ReLU or LeakyReLU becomes the matching
+pygan.nn.BatchNormAct (same parameters and buffers, same name) and the activation an nn.Identity (it has no
+parameters). It rewrites nn.Sequential containers in place of their children (module types elsewhere are kept),
+then, for pairs it could not reach that way, models whose forward torch.fx can trace (the result is then an
+fx.GraphModule). PReLU pairs are left alone: fusing would move the slope to another state_dict key.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import fx, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from pygan.nn.batch_norm_act import BatchNormAct1d, BatchNormAct2d, BatchNormAct3d, _BatchNormAct
+from pygan.nn.conv_bn_act import fold_into_conv, _ConvBNAct
+
+_FUSED_FOR = {nn.BatchNorm1d: BatchNormAct1d, nn.BatchNorm2d: BatchNormAct2d, nn.BatchNorm3d: BatchNormAct3d}
+
+
+def _activation_of(module) -> tuple[str, float] | None:
+    """(activation, negative_slope) for a fusable activation module or function, else None."""
+    if isinstance(module, nn.ReLU) or module in (torch.relu, torch.nn.functional.relu):
+        return "relu", 0.0
+    if isinstance(module, nn.LeakyReLU):
+        return "leaky_relu", module.negative_slope
+    return None
+
+
+def _fused_bn(bn: _BatchNorm, activation: str, negative_slope: float) -> _BatchNormAct:
+    fused = _FUSED_FOR[type(bn)](bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
+                                 activation=activation, negative_slope=negative_slope)
+    # Share the very tensors: the fused module reads and updates the same parameters and buffers.
+    for name in ("weight", "bias"):
+        setattr(fused, name, getattr(bn, name))
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        fused._buffers[name] = bn._buffers.get(name)
+    fused.train(bn.training)
+    return fused
+
+
+def _fuse_sequentials(model: nn.Module, prefix: str, done: list[str]) -> None:
+    for name, child in model.named_children():
+        _fuse_sequentials(child, f"{prefix}{name}.", done)
+    if not isinstance(model, nn.Sequential):
+        return
+    keys = list(model._modules)
+    for a, b in zip(keys, keys[1:]):
+        bn, act = model._modules[a], model._modules[b]
+        spec = _activation_of(act)
+        if type(bn) in _FUSED_FOR and spec is not None:
+            model._modules[a] = _fused_bn(bn, *spec)
+            model._modules[b] = nn.Identity()
+            done.append(f"{prefix}{a} + {prefix}{b} -> {type(model._modules[a]).__name__}({spec[0]})")
+
+
+def _fuse_traced(model: nn.Module, done: list[str]) -> nn.Module:
+    gm = fx.symbolic_trace(model)
+    modules = dict(gm.named_modules())
+    changed = False
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or type(modules.get(node.target)) not in _FUSED_FOR or len(node.users) != 1:
+            continue
+        user = next(iter(node.users))
+        act = modules.get(user.target) if user.op == "call_module" else user.target if user.op == "call_function" else None
+        spec = _activation_of(act) if act is not None else None
+        if spec is None or (user.op == "call_function" and (len(user.args) != 1 or user.kwargs)):
+            continue
+        parent, _, leaf = node.target.rpartition(".")
+        fused = _fused_bn(modules[node.target], *spec)
+        setattr(gm.get_submodule(parent) if parent else gm, leaf, fused)
+        user.replace_all_uses_with(node)
+        gm.graph.erase_node(user)
+        done.append(f"{node.target} + {user.target if user.op == 'call_module' else user.target.__name__} -> "
+                    f"{type(fused).__name__}({spec[0]})")
+        changed = True
+    if changed:
+        gm.graph.lint()
+        gm.recompile()
+    return gm if changed else model
+
+
+def fuse(model: nn.Module, report: bool = False):
+    """A copy of `model` in which every BatchNorm followed by ReLU / LeakyReLU runs through pygan's fused op, with
+    the same state_dict keys and values (checkpoints load both ways). With report=True, returns (model, list of
+    what was fused)."""
+    model = copy.deepcopy(model)
+    done: list[str] = []
+    _fuse_sequentials(model, "", done)
+    remaining = [m for m in model.modules() if type(m) in _FUSED_FOR]
+    if remaining:
+        try:
+            model = _fuse_traced(model, done)
+        except Exception:  # noqa: BLE001 - forward not traceable by torch.fx: keep what the Sequential pass did
+            pass
+    return (model, done) if report else model
+
+
+def fold_bn(model: nn.Module) -> nn.Module:
+    """An inference copy (eval mode) of `model` with BatchNorm folded into the convolution before it: in
+    nn.Sequential containers (Conv/ConvTranspose followed by BatchNorm or BatchNormAct) and pygan's conv blocks.
+    The folded BatchNorm becomes its activation (or nn.Identity)."""
+    model = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        _fold(model)
+    return model
+
+
+def _activation_module(bn) -> nn.Module:
+    if isinstance(bn, _BatchNormAct):
+        if bn.activation == "relu":
+            return nn.ReLU(inplace=True)
+        if bn.activation == "leaky_relu":
+            return nn.LeakyReLU(bn.negative_slope, inplace=True)
+        if bn.activation == "prelu":
+            prelu = nn.PReLU(bn.slope.numel())
+            prelu.weight = bn.slope
+            return prelu
+    return nn.Identity()
+
+
+def _folded_conv(conv: nn.Module, bn) -> nn.Module:
+    weight, bias = fold_into_conv(conv, bn)
+    out = copy.deepcopy(conv)
+    out.weight = nn.Parameter(weight.detach().clone())
+    out.bias = nn.Parameter(bias.detach().clone())
+    return out
+
+
+def _fold(model: nn.Module) -> None:
+    for name, child in list(model.named_children()):
+        if isinstance(child, _ConvBNAct) and child.bn.running_mean is not None:
+            model._modules[name] = nn.Sequential(_folded_conv(child.conv, child.bn), _activation_module(child.bn))
+        else:
+            _fold(child)
+    if isinstance(model, nn.Sequential):
+        keys = list(model._modules)
+        for a, b in zip(keys, keys[1:]):
+            conv, bn = model._modules[a], model._modules[b]
+            if (isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, (nn.BatchNorm2d, BatchNormAct2d))
+                    and bn.running_mean is not None and conv.out_channels == bn.num_features):
+                model._modules[a] = _folded_conv(conv, bn)
+                model._modules[b] = _activation_module(bn)

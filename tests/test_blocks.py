@@ -1,0 +1,175 @@
+"""Conv/ConvTranspose + BN + activation blocks, pygan.fuse and pygan.fold_bn against stock PyTorch."""
+
+import pytest
+import torch
+from torch import nn
+
+import pygan
+from pygan.nn import Conv2dBNAct, ConvTranspose2dBNAct
+
+STOCK_ACT = {"identity": lambda C: nn.Identity(), "relu": lambda C: nn.ReLU(), "leaky_relu": lambda C: nn.LeakyReLU(0.2),
+             "prelu": lambda C: nn.PReLU(C, 0.3)}
+
+
+class StockBlock(nn.Module):
+    """The stock composition with the same child names as pygan's blocks."""
+
+    def __init__(self, conv, C, activation):
+        super().__init__()
+        self.conv, self.bn, self.act = conv, nn.BatchNorm2d(C), STOCK_ACT[activation](C)
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+def pair(kind, activation, groups=1, bias=False):
+    cls, stock_conv = (ConvTranspose2dBNAct, nn.ConvTranspose2d) if kind == "transpose" else (Conv2dBNAct, nn.Conv2d)
+    args = (4, 6, 4, 2, 1) if kind == "transpose" else (4, 6, 3, 2, 1)
+    block = cls(*args, groups=groups, bias=bias, activation=activation, negative_slope=0.2).double()
+    stock = StockBlock(stock_conv(*args, groups=groups, bias=bias), 6, activation).double()
+    if activation == "prelu":
+        block.bn.slope = nn.Parameter(stock.act.weight.detach().clone())
+    with torch.no_grad():
+        stock.bn.weight.uniform_(0.5, 1.5)
+        stock.bn.bias.uniform_(-0.3, 0.3)
+    block.load_state_dict({k: v for k, v in stock.state_dict().items() if not k.startswith("act.")}, strict=False)
+    return block, stock
+
+
+@pytest.mark.parametrize("kind", ["transpose", "conv"])
+@pytest.mark.parametrize("activation", ["identity", "relu", "leaky_relu", "prelu"])
+@pytest.mark.parametrize("groups,bias", [(1, False), (2, True)])
+def test_block_matches_stock_in_training_and_eval(kind, activation, groups, bias):
+    block, stock = pair(kind, activation, groups, bias)
+    opt_b = torch.optim.SGD(block.parameters(), lr=0.1)
+    opt_s = torch.optim.SGD(stock.parameters(), lr=0.1)
+    for _ in range(2):  # training steps: outputs, gradients, running stats
+        x = torch.randn(3, 4, 5, 5, dtype=torch.float64)
+        yb, ys = block(x), stock(x)
+        torch.testing.assert_close(yb, ys)
+        g = torch.randn_like(yb)
+        for opt, y in ((opt_b, yb), (opt_s, ys)):
+            opt.zero_grad()
+            y.backward(g)
+        torch.testing.assert_close(block.conv.weight.grad, stock.conv.weight.grad)
+        torch.testing.assert_close(block.bn.weight.grad, stock.bn.weight.grad)
+        opt_b.step()
+        opt_s.step()
+        torch.testing.assert_close(block.bn.running_var, stock.bn.running_var)
+    block.eval(), stock.eval()
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), stock(x))  # folded path
+    block.train(), stock.train()
+    x2 = torch.randn(3, 4, 5, 5, dtype=torch.float64)
+    for opt, m in ((opt_b, block), (opt_s, stock)):  # one more step: the fold cache must not go stale
+        opt.zero_grad()
+        m(x2).sum().backward()
+        opt.step()
+    block.eval(), stock.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), stock(x))
+    torch.testing.assert_close(block(x), stock(x))  # with grad recording: the fold is differentiable, uncached
+
+
+def test_fold_cache_follows_load_state_dict():
+    block, stock = pair("transpose", "relu")
+    block.eval()
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        before = block(x)
+        sd = block.state_dict()
+        sd["bn.running_mean"] = sd["bn.running_mean"] + 1.0
+        block.load_state_dict(sd)
+        after = block(x)
+    assert not torch.allclose(before, after)
+    stock.load_state_dict({**{k: v for k, v in stock.state_dict().items()}, **sd})
+    stock.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(after, stock(x))
+
+
+def test_block_state_dict_keys_are_the_stock_pair():
+    block, stock = pair("conv", "leaky_relu")
+    assert set(block.state_dict()) == set(stock.state_dict())
+    assert isinstance(block.conv, nn.Conv2d) and type(block.conv) is nn.Conv2d
+
+
+def dcgan_paper(nz=8, ngf=8, ndf=8, nc=3):
+    """DCGAN (Radford et al.) for 32x32 images as nn.Sequentials: G ConvT-BN-ReLU ... Tanh, D Conv-BN-LeakyReLU ... logit."""
+    G = nn.Sequential(
+        nn.ConvTranspose2d(nz, ngf * 4, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh())
+    D = nn.Sequential(
+        nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True),
+        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, True),
+        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, True),
+        nn.Conv2d(ndf * 4, 1, 4, 1, 0, bias=False), nn.Flatten())
+    return G, D
+
+
+def test_fuse_dcgan_keeps_state_dict_and_matches_in_float64_and_training():
+    torch.manual_seed(0)
+    G, D = (m.double() for m in dcgan_paper())
+    fG, rep_g = pygan.fuse(G, report=True)
+    fD, rep_d = pygan.fuse(D, report=True)
+    assert len(rep_g) == 3 and len(rep_d) == 2, (rep_g, rep_d)
+    for a, b in ((G, fG), (D, fD)):
+        assert list(a.state_dict()) == list(b.state_dict())
+        for k, v in a.state_dict().items():
+            assert torch.equal(v, b.state_dict()[k]), k
+    opts = [torch.optim.Adam(m.parameters(), 1e-3, betas=(0.5, 0.999)) for m in (G, D, fG, fD)]
+    for _ in range(3):
+        z = torch.randn(4, 8, 1, 1, dtype=torch.float64)
+        losses = []
+        for g, d in ((G, D), (fG, fD)):
+            out = d(g(z))
+            losses.append(out)
+        torch.testing.assert_close(losses[0], losses[1])
+        for o in opts:
+            o.zero_grad()
+        for out in losses:
+            out.pow(2).mean().backward()
+        for (n, p), q in zip(G.named_parameters(), fG.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, msg=n)
+        for o in opts:
+            o.step()
+    # and checkpoints load back into the stock model
+    G2, _ = (m.double() for m in dcgan_paper())
+    G2.load_state_dict(fG.state_dict())
+
+
+def test_fuse_traced_model_and_fold_bn():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 5, 3, padding=1)
+            self.norm = nn.BatchNorm2d(5)
+            self.head = nn.Conv2d(5, 2, 1)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.norm(self.conv(x))))
+
+    net = Net().double()
+    fused, report = pygan.fuse(net, report=True)
+    assert report == ["norm + relu -> BatchNormAct2d(relu)"]
+    assert list(fused.state_dict()) == list(net.state_dict())
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    torch.testing.assert_close(fused(x), net(x))
+    net.eval()
+    G, _ = dcgan_paper()
+    G = G.double().eval()
+    folded = pygan.fold_bn(G)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    z = torch.randn(3, 8, 1, 1, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(z), G(z))
+
+
+def test_bad_block_arguments():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        Conv2dBNAct(3, 4, 3, activation="gelu")
+    with pytest.raises(RuntimeError):
+        Conv2dBNAct(3, 4, 3)(torch.randn(1, 5, 8, 8))  # channel mismatch: the convolution says so
