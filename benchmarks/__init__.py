@@ -8,4 +8,5 @@ pytest-benchmark tests (benchmarks/test_benchmarks.py). Benchmarks are never tim
 SUITES = [
     "benchmarks.bn_act",
     "benchmarks.gan_loss",
+    "benchmarks.blocks",
 ]
