@@ -47,6 +47,32 @@ def generator(nz=100, ngf=64, fused=False):
                          block(ngf * 2, ngf, 4, 2, 1), nn.ConvTranspose2d(ngf, 3, 4, 2, 1, bias=False), nn.Tanh())
 
 
+def dcgan_paper(nz=100, ngf=64, ndf=64):
+    """The DCGAN paper's 64x64 G (ConvT-BN-ReLU, Tanh) and D (Conv-BN-LeakyReLU(0.2), one logit), stock modules."""
+    def g(cin, cout, s, p):
+        return [nn.ConvTranspose2d(cin, cout, 4, s, p, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+
+    def d(cin, cout):
+        return [nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, True)]
+
+    G = nn.Sequential(*g(nz, ngf * 8, 1, 0), *g(ngf * 8, ngf * 4, 2, 1), *g(ngf * 4, ngf * 2, 2, 1), *g(ngf * 2, ngf, 2, 1),
+                      nn.ConvTranspose2d(ngf, 3, 4, 2, 1, bias=False), nn.Tanh())
+    D = nn.Sequential(nn.Conv2d(3, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True), *d(ndf, ndf * 2),
+                      *d(ndf * 2, ndf * 4), *d(ndf * 4, ndf * 8), nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False))
+    return G, D
+
+
+def _gd_step(G, D, z, recompute=False):
+    def run():
+        if recompute:
+            with pygan.recompute_relu_outputs():
+                out = D(G(z))
+        else:
+            out = D(G(z))
+        out.mean().backward()
+    return run
+
+
 def cases(device: str, quick: bool) -> list[Case]:
     batch = 4 if quick else 64
     out = []
@@ -70,4 +96,19 @@ def cases(device: str, quick: bool) -> list[Case]:
         PYGAN: _sample(fused_g, z), PYGAN_COMPILE: _sample(torch.compile(fused_g), z),
         "pygan.fold_bn": _sample(folded, z),
     }))
+    # A whole DCGAN-paper 64x64 G + D forward/backward: time and the activation memory autograd keeps.
+    batch = 2 if quick else 16
+    G, D = (m.to(device) for m in dcgan_paper(ngf=8 if quick else 64, ndf=8 if quick else 64))
+    fG, fD = pygan.fuse(G), pygan.fuse(D)
+    z = torch.randn(batch, 100, 1, 1, device=device)
+
+    def saved(g, d, recompute):
+        if recompute:
+            with pygan.recompute_relu_outputs():
+                return saved_tensor_bytes(lambda: d(g(z)))
+        return saved_tensor_bytes(lambda: d(g(z)))
+
+    out.append(Case("blocks", f"DCGAN-paper 64x64 G+D fwd+bwd batch {batch} (pygan: fuse + recompute_relu_outputs)", {
+        STOCK_EAGER: _gd_step(G, D, z), PYGAN: _gd_step(fG, fD, z, recompute=True),
+    }, saved_bytes={STOCK_EAGER: saved(G, D, False), PYGAN: saved(fG, fD, True)}))
     return out

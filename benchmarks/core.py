@@ -14,6 +14,8 @@ from typing import Callable
 
 import torch
 
+from pygan.ops import recompute
+
 STOCK_EAGER, STOCK_COMPILE, PYGAN, PYGAN_COMPILE = "stock eager", "stock compile", "pygan", "pygan compile"
 
 
@@ -106,16 +108,20 @@ def environment(device: str) -> dict:
 
 
 def saved_tensor_bytes(fn: Callable[[], object]) -> int:
-    """Bytes autograd saves for backward while running fn(), each storage counted once, parameters excluded."""
+    """Bytes autograd saves for backward while running fn(), each storage counted once, parameters excluded.
+
+    Only the innermost saved-tensor hooks apply, so these chain pygan.recompute_relu_outputs()'s own: a tensor it
+    turns into a recipe costs nothing beyond what the recipe references (counted where autograd saves it)."""
     seen: dict[int, int] = {}
 
     def pack(t):
-        if not isinstance(t, torch.nn.Parameter):
+        kept = recompute.pack(t)
+        if kept is t and not isinstance(t, torch.nn.Parameter):
             s = t.untyped_storage()
             seen[s.data_ptr()] = s.nbytes()
-        return t
+        return kept
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(pack, recompute.unpack):
         fn()
     return sum(seen.values())
 

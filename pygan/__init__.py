@@ -7,6 +7,7 @@ and the GAN layer built on them.
 from pygan._ext import build_info
 from pygan import ops, nn, losses
 from pygan.fuse import fold_bn, fuse
+from pygan.ops.recompute import recompute_relu_outputs
 
 __version__ = "0.1.0"
-__all__ = ["build_info", "ops", "nn", "losses", "fuse", "fold_bn", "__version__"]
+__all__ = ["build_info", "ops", "nn", "losses", "fuse", "fold_bn", "recompute_relu_outputs", "__version__"]

@@ -16,6 +16,7 @@ from torch._prims_common import suggest_memory_format
 from torch._subclasses.fake_tensor import is_fake
 
 from pygan import _ext
+from pygan.ops import recompute
 from pygan.ops import reference
 
 OP = "batch_norm_act"
@@ -49,6 +50,8 @@ def batch_norm_act(
     if not kernels:
         _ext.fallback(OP, input.device.type)
     y, mean, invstd = torch.ops.pygan.batch_norm_act(*args) if kernels else reference.batch_norm_act(*args)
+    if activation == "relu" and training and kernels:
+        recompute.offer(y, input, weight, bias, mean, invstd, eps, suggest_memory_format(input))
     if training and running_mean is not None:
         update = torch.ops.pygan.batch_norm_update_stats if kernels else reference.batch_norm_update_stats
         update(running_mean, running_var, mean.detach(), invstd.detach(), float(momentum), float(eps),
