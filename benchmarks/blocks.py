@@ -83,8 +83,8 @@ def cases(device: str, quick: bool) -> list[Case]:
         x = torch.randn(batch, cin, size, size, device=device, requires_grad=True)
         kind = "ConvT+BN+ReLU" if transposed else "Conv+BN+LeakyReLU"
         out.append(Case("blocks", f"{kind} fwd+bwd {batch}x{cin}x{size}x{size} -> {cout}", {
-            STOCK_EAGER: _fwd_bwd(stock, x), STOCK_COMPILE: _fwd_bwd(torch.compile(stock), x),
-            PYGAN: _fwd_bwd(fused, x), PYGAN_COMPILE: _fwd_bwd(torch.compile(fused), x),
+            STOCK_EAGER: _fwd_bwd(stock, x), STOCK_COMPILE: _fwd_bwd(torch.compile(stock, dynamic=False), x),
+            PYGAN: _fwd_bwd(fused, x), PYGAN_COMPILE: _fwd_bwd(torch.compile(fused, dynamic=False), x),
         }, saved_bytes={STOCK_EAGER: saved_tensor_bytes(lambda: stock(x)), PYGAN: saved_tensor_bytes(lambda: fused(x))}))
     ngf = 8 if quick else 64
     stock_g, fused_g = generator(ngf=ngf).to(device).eval(), generator(ngf=ngf, fused=True).to(device).eval()
@@ -92,8 +92,8 @@ def cases(device: str, quick: bool) -> list[Case]:
     folded = pygan.fold_bn(stock_g)
     z = torch.randn(batch, 100, 1, 1, device=device)
     out.append(Case("blocks", f"DCGAN G sampling (eval) batch {batch} ngf {ngf}", {
-        STOCK_EAGER: _sample(stock_g, z), STOCK_COMPILE: _sample(torch.compile(stock_g), z),
-        PYGAN: _sample(fused_g, z), PYGAN_COMPILE: _sample(torch.compile(fused_g), z),
+        STOCK_EAGER: _sample(stock_g, z), STOCK_COMPILE: _sample(torch.compile(stock_g, dynamic=False), z),
+        PYGAN: _sample(fused_g, z), PYGAN_COMPILE: _sample(torch.compile(fused_g, dynamic=False), z),
         "pygan.fold_bn": _sample(folded, z),
     }))
     # A whole DCGAN-paper 64x64 G + D forward/backward: time and the activation memory autograd keeps.

@@ -48,7 +48,7 @@ def cases(device: str, quick: bool) -> list[Case]:
                 if act in ("identity", "prelu") and shape != shapes[len(shapes) // 2]:
                     continue  # the two other activations on the middle shape only
                 stock, fused = _models(shape[1], act, device, torch.float32)
-                stock_c, fused_c = torch.compile(stock), torch.compile(fused)
+                stock_c, fused_c = torch.compile(stock, dynamic=False), torch.compile(fused, dynamic=False)
                 x = torch.randn(shape, device=device).contiguous(memory_format=fmt)
                 xg = x.clone().requires_grad_()
                 g = torch.randn_like(x)

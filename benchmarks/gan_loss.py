@@ -40,11 +40,11 @@ def cases(device: str, quick: bool) -> list[Case]:
         real = torch.randn(batch, 1, device=device, requires_grad=True)
         fake = torch.randn(batch, 1, device=device, requires_grad=True)
         out.append(Case("gan_loss", f"D step (real+fake, smoothing 0.1) fwd+bwd batch {batch}", {
-            STOCK_EAGER: _step(stock_d, real, fake), STOCK_COMPILE: _step(torch.compile(stock_d), real, fake),
-            PYGAN: _step(pygan_d, real, fake), PYGAN_COMPILE: _step(torch.compile(pygan_d), real, fake),
+            STOCK_EAGER: _step(stock_d, real, fake), STOCK_COMPILE: _step(torch.compile(stock_d, dynamic=False), real, fake),
+            PYGAN: _step(pygan_d, real, fake), PYGAN_COMPILE: _step(torch.compile(pygan_d, dynamic=False), real, fake),
         }))
         out.append(Case("gan_loss", f"G step (non-saturating) fwd+bwd batch {batch}", {
-            STOCK_EAGER: _step(stock_g, fake), STOCK_COMPILE: _step(torch.compile(stock_g), fake),
-            PYGAN: _step(pygan_g, fake), PYGAN_COMPILE: _step(torch.compile(pygan_g), fake),
+            STOCK_EAGER: _step(stock_g, fake), STOCK_COMPILE: _step(torch.compile(stock_g, dynamic=False), fake),
+            PYGAN: _step(pygan_g, fake), PYGAN_COMPILE: _step(torch.compile(pygan_g, dynamic=False), fake),
         }))
     return out

@@ -240,7 +240,7 @@ def test_does_not_write_grad_output():
     assert torch.equal(g, g0)
 
 
-@pytest.mark.parametrize("activation", ["leaky_relu", "prelu"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "prelu"])
 def test_torch_compile_fullgraph(activation):
     torch._dynamo.reset()
     m = pygan.nn.BatchNormAct2d(6, activation=activation, negative_slope=0.2)

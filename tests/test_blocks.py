@@ -214,3 +214,17 @@ def test_recompute_relu_outputs_double_backward_is_exact():
         if a is not None:
             torch.testing.assert_close(a, b)
     assert sum(a is not None for a in results[0]) >= 5
+
+
+@pytest.mark.parametrize("kind", ["transpose", "conv"])
+def test_autocast_and_channels_last_like_stock(kind):
+    block, stock = pair(kind, "leaky_relu")
+    block, stock = block.float(), stock.float()
+    x = torch.randn(4, 4, 6, 6).contiguous(memory_format=torch.channels_last)
+    yb, ys = block(x), stock(x)
+    assert yb.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(yb, ys, rtol=1e-4, atol=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        yb, ys = block(x), stock(x)
+    assert yb.dtype == ys.dtype
+    torch.testing.assert_close(yb.float(), ys.float(), rtol=0.05, atol=0.05)

@@ -50,7 +50,7 @@ def batch_norm_act(
     if not kernels:
         _ext.fallback(OP, input.device.type)
     y, mean, invstd = torch.ops.pygan.batch_norm_act(*args) if kernels else reference.batch_norm_act(*args)
-    if activation == "relu" and training and kernels:
+    if activation == "relu" and training and kernels and not torch.compiler.is_compiling():
         recompute.offer(y, input, weight, bias, mean, invstd, eps, suggest_memory_format(input))
     if training and running_mean is not None:
         update = torch.ops.pygan.batch_norm_update_stats if kernels else reference.batch_norm_update_stats
