@@ -7,6 +7,7 @@ pytest-benchmark tests (benchmarks/test_benchmarks.py). Benchmarks are never tim
 
 SUITES = [
     "benchmarks.bn_act",
+    "benchmarks.bias_act",
     "benchmarks.gan_loss",
     "benchmarks.blocks",
 ]

@@ -26,4 +26,12 @@ TORCH_LIBRARY(pygan, m) {
   // squared, see pygan/ops/reference.py) with its target, mean or sum. Returns (loss, grad w.r.t. logits scaled
   // as the loss, scores = [mean sigmoid(logits), mean logits]); backward only scales the saved gradient.
   m.def("gan_loss(Tensor logits, str term, float target, bool mean) -> (Tensor, Tensor, Tensor)");
+
+  // act(input + bias[c]): the epilogue of a convolution with BatchNorm folded in (bias / slope may have another
+  // floating dtype than input; math in the accumulation dtype). Output in input's dtype and memory format.
+  m.def("bias_act(Tensor input, Tensor? bias, Tensor? slope, str activation, float negative_slope) -> Tensor");
+  // saved is the forward output when saved_is_output (identity, relu, leaky_relu with negative_slope > 0), else
+  // its input. Returns (grad_input, grad_bias, grad_slope); grad_slope is empty unless activation is prelu.
+  m.def("bias_act_backward(Tensor grad_out, Tensor saved, bool saved_is_output, Tensor? bias, Tensor? slope, "
+        "str activation, float negative_slope) -> (Tensor, Tensor, Tensor)");
 }

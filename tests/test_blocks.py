@@ -89,6 +89,41 @@ def test_fold_cache_follows_load_state_dict():
         torch.testing.assert_close(after, stock(x))
 
 
+def test_fold_cache_follows_assign_loads_inplace_steps_and_copies():
+    import copy
+    import pickle
+
+    block, stock = pair("conv", "prelu")
+    block.eval()
+    x = torch.randn(2, 4, 7, 7, dtype=torch.float64)
+    with torch.no_grad():
+        first = block(x)
+        assert torch.equal(block(x), first)  # served from the cache
+        # load_state_dict(assign=True) replaces the tensors themselves (fresh version counters)
+        sd = {k: v.clone() for k, v in block.state_dict().items()}
+        sd["conv.weight"] = sd["conv.weight"] * 2
+        block.load_state_dict(sd, assign=True)
+        torch.testing.assert_close(block(x), _eval_uncached(block, x))
+        # an in-place optimizer-like update of the BN weight
+        block.bn.weight.mul_(0.5)
+        torch.testing.assert_close(block(x), _eval_uncached(block, x))
+        # eps counts too; copies and pickles start without a cache
+        block.bn.eps = 1e-1
+        torch.testing.assert_close(block(x), _eval_uncached(block, x))
+        for clone in (copy.deepcopy(block), pickle.loads(pickle.dumps(block))):
+            assert "_fold_cache" not in clone.__dict__
+            torch.testing.assert_close(clone(x), block(x))
+
+
+def _eval_uncached(block, x):
+    """The eval output computed from scratch: conv, then BN with running statistics, then the activation."""
+    bn = block.bn
+    y = block._conv(x, block.conv.weight, block.conv.bias)
+    y = torch.nn.functional.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+    return {"identity": lambda t: t, "relu": torch.relu, "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, bn.negative_slope),
+            "prelu": lambda t: torch.nn.functional.prelu(t, bn.slope)}[bn.activation](y)
+
+
 def test_block_state_dict_keys_are_the_stock_pair():
     block, stock = pair("conv", "leaky_relu")
     assert set(block.state_dict()) == set(stock.state_dict())
@@ -166,6 +201,47 @@ def test_fuse_traced_model_and_fold_bn():
     z = torch.randn(3, 8, 1, 1, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(folded(z), G(z))
+
+
+@pytest.mark.parametrize("slopes", [1, 5])
+def test_fuse_prelu_keeps_the_slope_key_in_sequential_and_traced_models(slopes):
+    import copy
+
+    seq = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.BatchNorm2d(5), nn.PReLU(slopes, 0.3), nn.Conv2d(5, 2, 1)).double()
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm, self.act = nn.Conv2d(3, 5, 3, padding=1), nn.BatchNorm2d(5), nn.PReLU(slopes, 0.3)
+
+        def forward(self, x):
+            return self.act(self.norm(self.conv(x))) * 2
+
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    for model in (seq, Net().double()):
+        fused, report = pygan.fuse(model, report=True)
+        assert len(report) == 1 and "PReLUBatchNormAct2d(prelu)" in report[0], report
+        assert list(fused.state_dict()) == list(model.state_dict())
+        slope_key = [k for k in model.state_dict() if k.endswith(("2.weight", "act.weight"))][0]
+        fused_slope = fused.get_parameter(slope_key)
+        assert sum(p is fused_slope for p in fused.parameters()) == 1  # one parameter, one key
+        y, yf = model(x), fused(x)
+        torch.testing.assert_close(yf, y)
+        y.square().sum().backward()
+        yf.square().sum().backward()
+        torch.testing.assert_close(fused_slope.grad, model.get_parameter(slope_key).grad)
+        # a changed slope, loaded by assignment, reaches the fused op; copies keep the link
+        sd = {k: v.clone() for k, v in model.state_dict().items()}
+        sd[slope_key] = sd[slope_key] * 0 + 0.05
+        fused.load_state_dict(sd, assign=True)
+        model.load_state_dict(sd)
+        torch.testing.assert_close(fused(x), model(x))
+        torch.testing.assert_close(copy.deepcopy(fused)(x), model(x))
+
+
+def test_fuse_leaves_mismatched_prelu_alone():
+    model = nn.Sequential(nn.BatchNorm2d(4), nn.PReLU(3))  # would fail in forward anyway
+    assert pygan.fuse(model, report=True)[1] == []
 
 
 def test_bad_block_arguments():

@@ -6,17 +6,21 @@ unchanged (PReLU adds the block's `bn.slope`).
 
 Training: the convolution through ATen (cuDNN / oneDNN), then the fused batch-norm + activation op, which keeps
 only its output for backward when the activation is invertible. Evaluation: BatchNorm folded into the convolution's
-weight and bias — cached while no parameter or running statistic changes (keyed on their version counters, so an
-optimizer step or load_state_dict invalidates it) — then the activation in place on the convolution's output.
+weight and bias — cached while no parameter or running statistic changes (see `folded`: an optimizer step,
+load_state_dict or .to() invalidates it) — then the fused per-channel bias + activation op (pygan.ops.bias_act) on
+the convolution's output: one read and one write, like the stock convolution's bias add + in-place activation.
 """
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pygan.nn.batch_norm_act import BatchNormAct2d
+from pygan.ops.bias_act import bias_act
 
 
 def fold_scale_shift(bn: nn.Module) -> tuple[Tensor, Tensor]:
@@ -45,16 +49,14 @@ def fold_into_conv(conv: nn.Module, bn: nn.Module) -> tuple[Tensor, Tensor]:
     return w, bias
 
 
-def _activate(y: Tensor, bn: BatchNormAct2d) -> Tensor:
-    """bn's activation on the folded convolution's output; in place when no gradient is recorded."""
-    inplace = not torch.is_grad_enabled()
-    if bn.activation == "relu":
-        return torch.relu_(y) if inplace else torch.relu(y)
-    if bn.activation == "leaky_relu":
-        return F.leaky_relu(y, bn.negative_slope, inplace=inplace)
-    if bn.activation == "prelu":
-        return F.prelu(y, bn.slope)
-    return y
+def _cache_matches(cache, tensors: list[Tensor | None], eps: float) -> bool:
+    refs, cached_eps, _ = cache
+    if cached_eps != eps:
+        return False
+    for ref, t in zip(refs, tensors):
+        if (ref is None) != (t is None) or (t is not None and (ref[0]() is not t or ref[1] != t._version)):
+            return False
+    return True
 
 
 class _ConvBNAct(nn.Module):
@@ -66,22 +68,33 @@ class _ConvBNAct(nn.Module):
         return BatchNormAct2d(out_channels, eps, momentum, affine, track_running_stats, device, dtype,
                               activation=activation, negative_slope=negative_slope)
 
-    def _state_key(self) -> tuple:
-        tensors = [self.conv.weight, self.conv.bias, self.bn.weight, self.bn.bias, self.bn.running_mean,
-                   self.bn.running_var, self.bn.slope]
-        return tuple((t.data_ptr(), t._version, t.device, t.dtype) if t is not None else None for t in tensors) + (self.bn.eps,)
+    def _fold_inputs(self) -> list[Tensor | None]:
+        return [self.conv.weight, self.conv.bias, self.bn.weight, self.bn.bias, self.bn.running_mean,
+                self.bn.running_var]
 
     def folded(self) -> tuple[Tensor, Tensor]:
-        """The folded (weight, bias) of the evaluation path; cached when no gradient is being recorded."""
+        """The folded (weight, bias) of the evaluation path; cached when no gradient is being recorded.
+
+        The cache is valid while every input is the very same tensor (held by weak reference: a tensor replaced by
+        load_state_dict(assign=True), .to() or re-assignment never matches, even at a reused address) at the
+        same version (in-place updates: optimizer steps, copying loads, running statistics) and eps is unchanged.
+        """
         if torch.is_grad_enabled():
             return fold_into_conv(self.conv, self.bn)  # differentiable, not cached
-        key = self._state_key()
+        tensors = self._fold_inputs()
         cache = self.__dict__.get("_fold_cache")
-        if cache is None or cache[0] != key:
+        if cache is None or not _cache_matches(cache, tensors, self.bn.eps):
             with torch.no_grad():
-                cache = (key, fold_into_conv(self.conv, self.bn))
+                folded = fold_into_conv(self.conv, self.bn)
+            refs = [None if t is None else (weakref.ref(t), t._version) for t in tensors]
+            cache = (refs, self.bn.eps, folded)
             self.__dict__["_fold_cache"] = cache  # not a buffer: never in the state_dict
-        return cache[1]
+        return cache[2]
+
+    def __getstate__(self):  # copies and pickles start without a cache (weak references cannot be pickled)
+        state = self.__dict__.copy()
+        state.pop("_fold_cache", None)
+        return state
 
     def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         raise NotImplementedError
@@ -90,7 +103,8 @@ class _ConvBNAct(nn.Module):
         if self.training or self.bn.running_mean is None:
             return self.bn(self._conv(x, self.conv.weight, self.conv.bias))
         weight, bias = self.folded()
-        return _activate(self._conv(x, weight, bias), self.bn)
+        bn = self.bn
+        return bias_act(self._conv(x, weight, None), bias, bn.activation, bn.negative_slope, bn.slope)
 
 
 class ConvTranspose2dBNAct(_ConvBNAct):

@@ -2,6 +2,7 @@
 pure-PyTorch reference in pygan.ops.reference."""
 
 from pygan.ops.batch_norm_act import batch_norm_act
+from pygan.ops.bias_act import bias_act
 from pygan.ops.gan_loss import gan_loss
 
-__all__ = ["batch_norm_act", "gan_loss"]
+__all__ = ["batch_norm_act", "bias_act", "gan_loss"]

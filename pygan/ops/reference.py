@@ -205,3 +205,51 @@ def gan_loss(logits: Tensor, term: str, target: float, mean: bool) -> tuple[Tens
         (grad,) = torch.autograd.grad(loss, x)
     scores = torch.stack([torch.sigmoid(x.detach()).mean(), x.detach().mean()])
     return loss.detach(), grad.to(logits.dtype), scores
+
+
+def bias_act(input: Tensor, bias: Tensor | None, slope: Tensor | None, activation: str, negative_slope: float) -> Tensor:
+    """act(input + bias[channel]) over (N, C, *) input: the epilogue of a convolution with BatchNorm folded in.
+
+    bias (C values) and slope (prelu: 1 or C values) may be of another floating dtype than input (fp32 bias on
+    fp16 activations under autocast): the sum is taken in the accumulation dtype, the output has input's dtype.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"bias_act: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    nd, acc = input.dim(), acc_dtype(input.dtype)
+    z = input.to(acc)
+    if bias is not None:
+        z = z + _channel_view(bias.to(acc), nd)
+    y = activation_forward(z, activation, _slope_view(activation, slope, negative_slope, nd, acc), negative_slope)
+    return y.to(input.dtype)
+
+
+def bias_act_backward(
+    grad_out: Tensor, saved: Tensor, saved_is_output: bool, bias: Tensor | None, slope: Tensor | None,
+    activation: str, negative_slope: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of bias_act w.r.t. (input, bias, slope).
+
+    `saved` is the forward output when saved_is_output (identity, relu, leaky_relu with a positive slope: the
+    sign of the output is that of the pre-activation z, which is all the derivative needs), else the input
+    (prelu, whose slope gradient needs z itself). grad_bias has C values (bias's dtype; the accumulation dtype
+    when bias is None); grad_slope has slope's size for prelu and is empty otherwise.
+    """
+    nd, acc = saved.dim(), acc_dtype(saved.dtype)
+    dims = _reduce_dims(nd)
+    s, gy = saved.to(acc), grad_out.to(acc)
+    sl = _slope_view(activation, slope, negative_slope, nd, acc)
+    if saved_is_output:
+        if activation == "prelu":
+            raise ValueError("bias_act_backward: prelu needs the input saved (its slope gradient reads z)")
+        z = s  # only its sign is used below
+    else:
+        z = s + _channel_view(bias.to(acc), nd) if bias is not None else s
+    gz = gy * activation_derivative(z, activation, sl)
+    grad_bias = gz.sum(dims)
+    grad_bias = grad_bias.to(bias.dtype) if bias is not None else grad_bias
+    if activation == "prelu":
+        grad_slope = torch.where(z > 0, torch.zeros_like(z), gy * z).sum(dims)
+        grad_slope = (grad_slope.sum().reshape(1) if slope.numel() == 1 else grad_slope).to(slope.dtype)
+    else:
+        grad_slope = grad_bias.new_empty(0)
+    return gz.to(saved.dtype), grad_bias, grad_slope

@@ -1,0 +1,188 @@
+// CUDA passes of bias_act. Forward: one elementwise kernel. Backward: one kernel that writes grad_input and
+// reduces the per-channel bias (and prelu slope) gradients: a block owns one channel (channels-first) or 32
+// channels (channels-last) over a slab of the data, reduces in shared memory and adds its partial sums to the
+// fp32/fp64 accumulators with one atomicAdd per channel per block.
+#include "ops/bias_act/bias_act.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAException.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+namespace pygan::bias_act {
+namespace {
+
+template <typename acc_t>
+struct ChannelView {  // see Params: both always hold C values
+  const acc_t* bias;
+  const acc_t* slope;
+  __device__ __forceinline__ acc_t b(int64_t c) const { return bias[c]; }
+  __device__ __forceinline__ acc_t s(int64_t c) const { return slope[c]; }
+};
+
+template <typename acc_t>
+ChannelView<acc_t> view_of(const Params& p) {
+  return ChannelView<acc_t>{p.bias.const_data_ptr<acc_t>(), p.slope.const_data_ptr<acc_t>()};
+}
+
+template <Act A, typename scalar_t, typename acc_t>
+__global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y, int64_t numel, int64_t C,
+                               int64_t S, bool channels_last, ChannelView<acc_t> cv) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < numel;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t c = channels_last ? i % C : (i / S) % C;
+    y[i] = static_cast<scalar_t>(bna::act_forward<A>(static_cast<acc_t>(x[i]) + cv.b(c), cv.s(c)));
+  }
+}
+
+template <Act A, typename scalar_t, typename acc_t>
+__device__ __forceinline__ void backward_element(const scalar_t* gy, const scalar_t* saved, scalar_t* gx, int64_t i,
+                                                 bool saved_is_output, acc_t b, acc_t s, acc_t& sum_b, acc_t& sum_s) {
+  const acc_t dy = static_cast<acc_t>(gy[i]);
+  const acc_t z = static_cast<acc_t>(saved[i]) + (saved_is_output ? acc_t(0) : b);
+  const acc_t dz = dy * bna::act_derivative<A>(z, s);
+  gx[i] = static_cast<scalar_t>(dz);
+  sum_b += dz;
+  sum_s += z > acc_t(0) ? acc_t(0) : dy * z;
+}
+
+constexpr int kThreads = 256;
+
+// Channels-first: block (kThreads) for channel blockIdx.x, planes n = blockIdx.y, blockIdx.y + gridDim.y, ...
+template <Act A, typename scalar_t, typename acc_t>
+__global__ void backward_planes_kernel(const scalar_t* __restrict__ gy, const scalar_t* __restrict__ saved,
+                                       scalar_t* __restrict__ gx, int64_t N, int64_t C, int64_t S,
+                                       bool saved_is_output, bool want_slope, ChannelView<acc_t> cv,
+                                       acc_t* __restrict__ grad_bias, acc_t* __restrict__ grad_slope) {
+  const int64_t c = blockIdx.x;
+  const acc_t b = cv.b(c), s = cv.s(c);
+  acc_t sum_b = 0, sum_s = 0;
+  for (int64_t n = blockIdx.y; n < N; n += gridDim.y) {
+    const int64_t base = (n * C + c) * S;
+    for (int64_t i = threadIdx.x; i < S; i += blockDim.x)
+      backward_element<A>(gy, saved, gx, base + i, saved_is_output, b, s, sum_b, sum_s);
+  }
+  __shared__ acc_t sh_b[kThreads], sh_s[kThreads];
+  sh_b[threadIdx.x] = sum_b;
+  sh_s[threadIdx.x] = sum_s;
+  __syncthreads();
+  for (int k = kThreads / 2; k > 0; k >>= 1) {
+    if (threadIdx.x < k) {
+      sh_b[threadIdx.x] += sh_b[threadIdx.x + k];
+      sh_s[threadIdx.x] += sh_s[threadIdx.x + k];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    atomicAdd(grad_bias + c, sh_b[0]);
+    if (want_slope) atomicAdd(grad_slope + c, sh_s[0]);
+  }
+}
+
+// Channels-last: block (32, 8): threadIdx.x picks a channel of blockIdx.x's group of 32, threadIdx.y a row of
+// the rows blockIdx.y * 8 + threadIdx.y, stepping by gridDim.y * 8.
+template <Act A, typename scalar_t, typename acc_t>
+__global__ void backward_rows_kernel(const scalar_t* __restrict__ gy, const scalar_t* __restrict__ saved,
+                                     scalar_t* __restrict__ gx, int64_t rows, int64_t C, bool saved_is_output,
+                                     bool want_slope, ChannelView<acc_t> cv, acc_t* __restrict__ grad_bias,
+                                     acc_t* __restrict__ grad_slope) {
+  const int64_t c = blockIdx.x * 32 + threadIdx.x;
+  acc_t sum_b = 0, sum_s = 0;
+  if (c < C) {
+    const acc_t b = cv.b(c), s = cv.s(c);
+    for (int64_t r = blockIdx.y * 8 + threadIdx.y; r < rows; r += static_cast<int64_t>(gridDim.y) * 8)
+      backward_element<A>(gy, saved, gx, r * C + c, saved_is_output, b, s, sum_b, sum_s);
+  }
+  __shared__ acc_t sh_b[8][33], sh_s[8][33];
+  sh_b[threadIdx.y][threadIdx.x] = sum_b;
+  sh_s[threadIdx.y][threadIdx.x] = sum_s;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    for (int k = 1; k < 8; ++k) {
+      sum_b += sh_b[k][threadIdx.x];
+      sum_s += sh_s[k][threadIdx.x];
+    }
+    atomicAdd(grad_bias + c, sum_b);
+    if (want_slope) atomicAdd(grad_slope + c, sum_s);
+  }
+}
+
+int blocks_for(int64_t work, int64_t per_block) {
+  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((work + per_block - 1) / per_block, sms * 8)));
+}
+
+template <typename F>
+void with_act(Act act, F&& f) {
+  switch (act) {
+    case Act::Identity: f(std::integral_constant<Act, Act::Identity>{}); break;
+    case Act::Relu: f(std::integral_constant<Act, Act::Relu>{}); break;
+    case Act::Leaky: f(std::integral_constant<Act, Act::Leaky>{}); break;
+  }
+}
+
+void forward_cuda(const at::Tensor& x, const Layout& l, Act act, const Params& p, at::Tensor& y) {
+  const c10::cuda::OptionalCUDAGuard guard(x.device());
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bias_act_cuda", [&] {
+    using acc = acc_t<scalar_t>;
+    const auto cv = view_of<acc>(p);
+    const int64_t numel = x.numel();
+    with_act(act, [&](auto a) {
+      forward_kernel<decltype(a)::value, scalar_t, acc><<<blocks_for(numel, kThreads * 4), kThreads, 0, stream>>>(
+          x.const_data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), numel, l.C, l.S, l.channels_last, cv);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+}
+
+void backward_cuda(const at::Tensor& grad_y, const at::Tensor& saved, bool saved_is_output, const Layout& l, Act act,
+                   const Params& p, bool want_slope, at::Tensor& grad_x, at::Tensor& grad_bias,
+                   at::Tensor& grad_slope) {
+  const c10::cuda::OptionalCUDAGuard guard(saved.device());
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, saved.scalar_type(), "bias_act_backward_cuda", [&] {
+    using acc = acc_t<scalar_t>;
+    const auto cv = view_of<acc>(p);
+    const scalar_t* gy = grad_y.const_data_ptr<scalar_t>();
+    const scalar_t* sv = saved.const_data_ptr<scalar_t>();
+    scalar_t* gx = grad_x.data_ptr<scalar_t>();
+    acc* gb = grad_bias.data_ptr<acc>();
+    acc* gs = want_slope ? grad_slope.data_ptr<acc>() : nullptr;
+    with_act(act, [&](auto a) {
+      constexpr Act A = decltype(a)::value;
+      if (!l.channels_last) {
+        // Enough blocks to fill the GPU: split each channel's N planes over up to grid.y blocks.
+        const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+        const int64_t per_channel = std::max<int64_t>(1, std::min<int64_t>(l.N, (sms * 8 + l.C - 1) / l.C));
+        const dim3 grid(static_cast<unsigned>(l.C), static_cast<unsigned>(std::min<int64_t>(per_channel, 65535)));
+        backward_planes_kernel<A, scalar_t, acc><<<grid, kThreads, 0, stream>>>(
+            gy, sv, gx, l.N, l.C, l.S, saved_is_output, want_slope, cv, gb, gs);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      } else {
+        const int64_t rows = l.N * l.S, groups = (l.C + 31) / 32;
+        const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+        const int64_t row_blocks = std::max<int64_t>(1, std::min<int64_t>((rows + 63) / 64, (sms * 8 + groups - 1) / groups));
+        const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>(std::min<int64_t>(row_blocks, 65535)));
+        backward_rows_kernel<A, scalar_t, acc><<<grid, dim3(32, 8), 0, stream>>>(
+            gy, sv, gx, rows, l.C, saved_is_output, want_slope, cv, gb, gs);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
+    });
+  });
+}
+
+constexpr Backend kCuda{&forward_cuda, &backward_cuda};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pygan, CUDA, m) {
+  m.impl("bias_act", &forward_op<kCuda>);
+  m.impl("bias_act_backward", &backward_op<kCuda>);
+}
+
+}  // namespace pygan::bias_act

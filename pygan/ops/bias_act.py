@@ -1,0 +1,108 @@
+"""pygan.ops.bias_act: per-channel bias + activation in one pass (the epilogue of a convolution whose
+BatchNorm was folded into its weight and bias, pygan.fold_bn / eval-mode conv blocks).
+
+Forward reads the input once and writes the output once; backward reads grad_out and one saved tensor. For
+identity, relu and leaky_relu with a positive slope the output is saved (its sign is that of the
+pre-activation), so the input can be freed; prelu keeps the input (its slope gradient needs the value).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch._prims_common import suggest_memory_format
+
+from pygan import _ext
+from pygan.ops import reference
+
+OP = "bias_act"
+# False when pygan._C is missing or predates this op (a stale build): then the reference runs, per _ext's policy.
+_HAS_SCHEMA = _ext._C is not None and hasattr(torch.ops.pygan, "bias_act")
+
+
+def _saves_output(activation: str, negative_slope: float) -> bool:
+    return activation in ("identity", "relu") or (activation == "leaky_relu" and negative_slope > 0)
+
+
+def bias_act(
+    x: Tensor,
+    bias: Tensor | None,
+    activation: str = "relu",
+    negative_slope: float = 0.01,
+    slope: Tensor | None = None,
+) -> Tensor:
+    """act(x + bias.view(1, C, 1, ...)) for (N, C, *) input of float32/64, float16 or bfloat16 (math in fp32 for
+    the half types), contiguous or channels_last (the output keeps the memory format).
+
+    activation: 'identity', 'relu', 'leaky_relu' (negative_slope) or 'prelu' (slope: 1 or C values, learnable).
+    bias may be None (activation only) and may have another floating dtype than x (e.g. fp32 under autocast).
+    """
+    if activation not in reference.ACTIVATIONS:
+        raise ValueError(f"bias_act: activation must be one of {reference.ACTIVATIONS}, got {activation!r}")
+    args = (x, bias, slope, activation, float(negative_slope))
+    if _HAS_SCHEMA and _ext.has_kernel(OP, x.device.type):
+        return torch.ops.pygan.bias_act(*args)
+    _ext.fallback(OP, x.device.type)
+    return reference.bias_act(*args)
+
+
+def _check_like_kernel(input, bias, slope, activation):
+    """The C++ checks (bias_act.cpp), mirrored for fake tensors, with the same messages."""
+    if activation not in reference.ACTIVATIONS:
+        raise RuntimeError(f"bias_act: activation must be one of 'identity', 'relu', 'leaky_relu', 'prelu', got '{activation}'")
+    torch._check(input.dim() >= 2, lambda: f"bias_act: input must have at least 2 dimensions (N, C, *), got shape {tuple(input.shape)}")
+    torch._check(input.dtype.is_floating_point, lambda: f"bias_act: input must be a floating-point tensor (float32, float64, float16 or bfloat16), got {input.dtype}")
+    C = input.shape[1]
+    for name, t in (("bias", bias), ("slope", slope)):
+        if t is not None and t.device != input.device:
+            raise RuntimeError(f"bias_act: {name} must be on the same device as input ({input.device}), got {t.device}")
+    if bias is not None:
+        torch._check(bias.dim() == 1 and bias.shape[0] == C,
+                     lambda: f"bias_act: bias must be a 1-D tensor with {C} elements (one per channel of input, dim 1), got shape {tuple(bias.shape)}")
+    if activation == "prelu":
+        torch._check(slope is not None, lambda: "bias_act: activation='prelu' needs slope (1 or C elements)")
+        torch._check(slope.dim() == 1 and slope.shape[0] in (1, C),
+                     lambda: f"bias_act: slope must be a 1-D tensor with {C} elements or a single element (one per channel of input, dim 1), got shape {tuple(slope.shape)}")
+    elif slope is not None:
+        raise RuntimeError(f"bias_act: slope is only used with activation='prelu', got activation='{activation}'")
+
+
+def _fake_forward(input, bias, slope, activation, negative_slope):
+    _check_like_kernel(input, bias, slope, activation)
+    return torch.empty(input.shape, dtype=input.dtype, device=input.device, memory_format=suggest_memory_format(input))
+
+
+def _fake_backward(grad_out, saved, saved_is_output, bias, slope, activation, negative_slope):
+    _check_like_kernel(saved, bias, slope, activation)
+    torch._check(grad_out.shape == saved.shape, lambda: "bias_act_backward: grad_out must have the shape of saved")
+    C = saved.shape[1]
+    acc = reference.acc_dtype(saved.dtype)
+    grad_x = torch.empty(saved.shape, dtype=saved.dtype, device=saved.device, memory_format=suggest_memory_format(saved))
+    grad_b = saved.new_empty((C,), dtype=bias.dtype if bias is not None else acc)
+    grad_s = saved.new_empty((slope.numel(),), dtype=slope.dtype) if activation == "prelu" else saved.new_empty((0,), dtype=acc)
+    return grad_x, grad_b, grad_s
+
+
+def _setup_context(ctx, inputs, output):
+    input, bias, slope, activation, negative_slope = inputs
+    from_output = _saves_output(activation, negative_slope)
+    ctx.save_for_backward(output if from_output else input, bias, slope)
+    ctx.meta = (from_output, activation, negative_slope)
+
+
+def _backward(ctx, grad_y):
+    saved, bias, slope = ctx.saved_tensors
+    from_output, activation, negative_slope = ctx.meta
+    args = (grad_y, saved, from_output, bias, slope, activation, negative_slope)
+    if torch.is_grad_enabled():  # create_graph=True: the differentiable formula
+        grad_x, grad_b, grad_s = reference.bias_act_backward(*args)
+    else:
+        grad_x, grad_b, grad_s = torch.ops.pygan.bias_act_backward(*args)
+    need = ctx.needs_input_grad
+    return (grad_x if need[0] else None, grad_b if need[1] else None, grad_s if need[2] else None, None, None)
+
+
+if _HAS_SCHEMA:
+    torch.library.register_fake("pygan::bias_act")(_fake_forward)
+    torch.library.register_fake("pygan::bias_act_backward")(_fake_backward)
+    torch.library.register_autograd("pygan::bias_act", _backward, setup_context=_setup_context)
