@@ -10,4 +10,5 @@ SUITES = [
     "benchmarks.bias_act",
     "benchmarks.gan_loss",
     "benchmarks.blocks",
+    "benchmarks.dcgan",
 ]

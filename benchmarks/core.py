@@ -16,6 +16,10 @@ import torch
 
 from pygan.ops import recompute
 
+# Every row compiles its own closures of the same few functions: dynamo's per-code-object cache (8 by default) would
+# otherwise fill up part-way through a suite and silently run the later rows' "compile" variants eagerly.
+torch._dynamo.config.recompile_limit = 1024
+
 STOCK_EAGER, STOCK_COMPILE, PYGAN, PYGAN_COMPILE = "stock eager", "stock compile", "pygan", "pygan compile"
 # The suites compile with dynamic=False: each row is one static shape, and torch 2.14's inductor fails the backward
 # of a dynamic-shape ConvTranspose2d + BatchNorm2d graph ("Cannot convert expression to float") once a second shape

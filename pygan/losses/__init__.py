@@ -91,13 +91,20 @@ def _input_grad(discriminator, x: Tensor, labels: Tensor | None) -> Tensor:
 
 
 def gradient_penalty(discriminator, real: Tensor, fake: Tensor, weight: float = 10.0, labels: Tensor | None = None,
-                     target_norm: float = 1.0) -> Tensor:
+                     target_norm: float = 1.0, alpha: Tensor | None = None) -> Tensor:
     """WGAN-GP: weight * E[(||grad_x D(x)|| - target_norm)^2] at random interpolates x of real and fake samples
-    (one mixing weight per sample). Differentiable w.r.t. D's parameters (double backward). labels, if given, are
-    passed to a conditional D as D(x, labels)."""
+    (one mixing weight per sample, drawn from torch's global generator unless given as `alpha`, N values
+    — a trainer passes its own for reproducible resumes). Differentiable w.r.t. D's parameters (double backward).
+    labels, if given, are passed to a conditional D as D(x, labels)."""
     if real.shape != fake.shape:
         raise ValueError(f"gradient_penalty: real and fake must have the same shape, got {tuple(real.shape)} and {tuple(fake.shape)}")
-    alpha = torch.rand([real.shape[0]] + [1] * (real.dim() - 1), device=real.device, dtype=real.dtype)
+    shape = [real.shape[0]] + [1] * (real.dim() - 1)
+    if alpha is None:
+        alpha = torch.rand(shape, device=real.device, dtype=real.dtype)
+    elif alpha.numel() == real.shape[0] and alpha.dim() in (1, real.dim()):
+        alpha = alpha.reshape(shape).to(real.dtype)
+    else:
+        raise ValueError(f"gradient_penalty: alpha must have {real.shape[0]} values (one per sample), got shape {tuple(alpha.shape)}")
     x = alpha * real.detach() + (1 - alpha) * fake.detach()
     grad = _input_grad(discriminator, x, labels)
     return weight * ((grad.norm(2, dim=1) - target_norm) ** 2).mean()

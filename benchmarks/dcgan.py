@@ -1,0 +1,94 @@
+"""Whole DCGAN training iterations: one D step (real + fake, loss, backward, Adam) and one G step, pygan's fused
+models and losses against the same networks made of stock torch.nn layers (`to_stock()`, identical weights) with
+stock BCE-with-logits losses; plus the discriminator-only configuration TorchBench's "dcgan" model times
+(batch 32, 3x64x64, D forward + backward), so figures can be set beside published ones."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case
+from pygan.losses import discriminator_loss, generator_loss
+from pygan.models import DCGANDiscriminator, DCGANGenerator
+
+
+def _stock_losses(real_logits, fake_logits):
+    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+
+
+def _pygan_losses(real_logits, fake_logits):
+    return discriminator_loss(real_logits, fake_logits, "non_saturating").loss
+
+
+def _stock_g_loss(fake_logits):
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def _pygan_g_loss(fake_logits):
+    return generator_loss(fake_logits, "non_saturating").loss
+
+
+def _iteration(G, D, real, z, d_loss, g_loss, amp_dtype):
+    opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    device_type = real.device.type
+
+    def run():
+        with torch.autocast(device_type, amp_dtype, enabled=amp_dtype is not None):
+            fake = G(z)
+            loss = d_loss(D(real).float(), D(fake.detach()).float())
+        opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_d.step()
+        with torch.autocast(device_type, amp_dtype, enabled=amp_dtype is not None):
+            loss = g_loss(D(fake).float())
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+    return run
+
+
+def _d_only(D, x):
+    def run():
+        D(x).sum().backward()
+    return run
+
+
+def cases(device: str, quick: bool) -> list[Case]:
+    size, width = (16, 8) if quick else (64, 64)
+    batches = [4] if quick else [64, 128]
+    dtypes = [None] if quick else [None, torch.bfloat16]
+    formats = [torch.contiguous_format] if quick else [torch.contiguous_format, torch.channels_last]
+    out = []
+    for batch in batches:
+        for amp in dtypes:
+            for fmt in formats:
+                G = DCGANGenerator(size, 3, 100, width).to(device)
+                D = DCGANDiscriminator(size, 3, width).to(device)
+                sG, sD = G.to_stock().to(device), D.to_stock().to(device)
+                if fmt == torch.channels_last:
+                    for m in (G, D, sG, sD):
+                        m.to(memory_format=fmt)
+                real = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
+                z = torch.randn(batch, 100, device=device)
+                label = (f"{size}x{size} G+D iteration batch {batch} {'bf16 autocast' if amp else 'fp32'} "
+                         f"{'NHWC' if fmt == torch.channels_last else 'NCHW'}")
+                cG, cD = torch.compile(G, dynamic=False), torch.compile(D, dynamic=False)
+                scG, scD = torch.compile(sG, dynamic=False), torch.compile(sD, dynamic=False)
+                out.append(Case("dcgan", label, {
+                    STOCK_EAGER: _iteration(sG, sD, real, z, _stock_losses, _stock_g_loss, amp),
+                    STOCK_COMPILE: _iteration(scG, scD, real, z, _stock_losses, _stock_g_loss, amp),
+                    PYGAN: _iteration(G, D, real, z, _pygan_losses, _pygan_g_loss, amp),
+                    PYGAN_COMPILE: _iteration(cG, cD, real, z, _pygan_losses, _pygan_g_loss, amp),
+                }))
+    batch = 2 if quick else 32
+    D = DCGANDiscriminator(size, 3, width).to(device)
+    sD = D.to_stock().to(device)
+    x = torch.randn(batch, 3, size, size, device=device)
+    out.append(Case("dcgan", f"TorchBench dcgan: D fwd+bwd batch {batch} 3x{size}x{size}", {
+        STOCK_EAGER: _d_only(sD, x), STOCK_COMPILE: _d_only(torch.compile(sD, dynamic=False), x),
+        PYGAN: _d_only(D, x), PYGAN_COMPILE: _d_only(torch.compile(D, dynamic=False), x),
+    }))
+    return out

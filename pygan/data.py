@@ -1,0 +1,209 @@
+"""Training data, all local: the embedded scikit-learn digits, an image folder, MNIST idx files, .npz arrays,
+or any torch Dataset. Everything is loaded into two in-memory tensors (images in [-1, 1], labels or None),
+which keeps batch sampling cheap and exactly reproducible from a saved generator state.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+DIGITS_HOLDOUT = 0.2    # fraction of each class held out of training, for evaluation
+DIGITS_SPLIT_SEED = 0   # the hold-out split is fixed: the same for every run and every machine
+
+
+class DataError(ValueError):
+    """Bad or missing training data; the message is meant for the user as is."""
+
+
+@dataclass
+class ImageData:
+    images: Tensor            # (N, C, S, S) float32 in [-1, 1]
+    labels: Tensor | None     # (N,) int64, or None
+    classes: list[str]        # class names (empty when unlabelled)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def _resize(x: Tensor, size: int) -> Tensor:
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp(-1, 1)
+
+
+def digits_split(size: int = 32) -> tuple[ImageData, ImageData]:
+    """(train, held_out) of scikit-learn's bundled 8x8 digits, in [-1, 1], resized to size x size.
+
+    The split is stratified per class with a fixed seed (DIGITS_SPLIT_SEED): 20% of each class is held out.
+    """
+    from sklearn.datasets import load_digits  # ships with scikit-learn: nothing is downloaded
+
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0 * 2 - 1)[:, None]
+    y = torch.from_numpy(d.target.astype(np.int64))
+    rng = np.random.default_rng(DIGITS_SPLIT_SEED)
+    held = np.zeros(len(y), dtype=bool)
+    for c in range(10):
+        idx = np.flatnonzero(d.target == c)
+        held[rng.permutation(idx)[: round(len(idx) * DIGITS_HOLDOUT)]] = True
+    x = _resize(x, size)
+    classes = [str(c) for c in range(10)]
+    tr, ho = torch.from_numpy(~held), torch.from_numpy(held)
+    return ImageData(x[tr].contiguous(), y[tr], classes), ImageData(x[ho].contiguous(), y[ho], classes)
+
+
+def _open_image(path: str, size: int, channels: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB")
+            w, h = im.size
+            s = size / min(w, h)  # resize the shorter side to `size`, then center-crop
+            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.Resampling.BICUBIC)
+            w, h = im.size
+            left, top = (w - size) // 2, (h - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+            a = np.asarray(im, dtype=np.float32)
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def image_folder(root: str, size: int, channels: int = 3) -> ImageData:
+    """Every image under `root`; images in a sub-folder get that sub-folder's relative path as class.
+
+    Images directly in `root` (no sub-folders with images) give unlabelled data.
+    """
+    if not os.path.isdir(root):
+        raise DataError(f"data folder not found: {root}")
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for f in sorted(filenames):
+            if f.lower().endswith(IMAGE_EXTENSIONS):
+                files.append(os.path.join(dirpath, f))
+    if not files:
+        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
+    rel_dirs = [os.path.relpath(os.path.dirname(f), root) for f in files]
+    labelled = all(d != "." for d in rel_dirs)
+    classes = sorted(set(rel_dirs)) if labelled else []
+    x = torch.from_numpy(np.stack([_open_image(f, size, channels) for f in files]) / 127.5 - 1)
+    y = torch.tensor([classes.index(d) for d in rel_dirs]) if labelled and len(classes) > 1 else None
+    return ImageData(x.float(), y, classes if y is not None else [])
+
+
+def read_idx(path: str) -> np.ndarray:
+    """An MNIST-format idx file (optionally .gz)."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4)
+            if len(head) != 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+                raise DataError(f"{path}: not an unsigned-byte idx file (bad magic number)")
+            ndim = head[3]
+            shape = struct.unpack(f">{ndim}I", f.read(4 * ndim))
+            data = np.frombuffer(f.read(), dtype=np.uint8)
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e}") from None
+    if data.size != int(np.prod(shape)):
+        raise DataError(f"{path}: expected {int(np.prod(shape))} values for shape {shape}, found {data.size}")
+    return data.reshape(shape)
+
+
+def _from_arrays(images: np.ndarray, labels: np.ndarray | None, size: int, what: str) -> ImageData:
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)  # NHWC -> NCHW
+    if x.ndim != 4 or x.shape[1] not in (1, 3) or x.shape[0] == 0:
+        raise DataError(f"{what}: expected images of shape (N, H, W), (N, C, H, W) or (N, H, W, C) with C 1 or 3, got {x.shape}")
+    x = torch.from_numpy(x.astype(np.float32))
+    if np.issubdtype(images.dtype, np.integer):
+        x = x / 127.5 - 1
+    elif x.min() >= 0 and x.max() <= 1:
+        x = x * 2 - 1
+    y = None
+    if labels is not None:
+        labels = np.asarray(labels).astype(np.int64).reshape(-1)
+        if labels.shape[0] != x.shape[0]:
+            raise DataError(f"{what}: {x.shape[0]} images but {labels.shape[0]} labels")
+        y = torch.from_numpy(labels)
+        if y.min() < 0:
+            raise DataError(f"{what}: labels must be non-negative")
+    classes = [str(c) for c in range(int(y.max()) + 1)] if y is not None else []
+    return ImageData(_resize(x, size).contiguous(), y, classes)
+
+
+def load_file(path: str, size: int) -> ImageData:
+    """An .npz (arrays `x`/`images`, optional `y`/`labels`) or an MNIST idx images file (labels from the
+    matching `*labels-idx1-ubyte*` file next to it, when present)."""
+    if not os.path.isfile(path):
+        raise DataError(f"data file not found: {path}")
+    if path.endswith(".npz"):
+        try:
+            z = np.load(path)
+        except Exception as e:  # a corrupt archive raises many different types
+            raise DataError(f"cannot read {path}: {e}") from None
+        xk = next((k for k in ("x", "images", "x_train", "arr_0") if k in z.files), None)
+        if xk is None:
+            raise DataError(f"{path}: no image array named x, images, x_train or arr_0 (found {z.files})")
+        yk = next((k for k in ("y", "labels", "y_train") if k in z.files), None)
+        return _from_arrays(z[xk], z[yk] if yk else None, size, path)
+    if "idx" in os.path.basename(path):
+        x = read_idx(path)
+        lab = path.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1")
+        y = read_idx(lab) if lab != path and os.path.isfile(lab) else None
+        return _from_arrays(x, y, size, path)
+    raise DataError(f"unknown data file type: {path} (expected .npz or an MNIST idx file)")
+
+
+def from_dataset(dataset, size: int) -> ImageData:
+    """Any torch Dataset whose items are an image tensor (C, H, W) in [-1, 1] or (image, label)."""
+    xs, ys = [], []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        if isinstance(item, (tuple, list)):
+            xs.append(torch.as_tensor(item[0]))
+            ys.append(int(item[1]))
+        else:
+            xs.append(torch.as_tensor(item))
+    if not xs:
+        raise DataError("the dataset is empty")
+    x = torch.stack(xs).float()
+    if x.dim() == 3:
+        x = x[:, None]
+    y = torch.tensor(ys) if len(ys) == len(xs) else None
+    classes = [str(c) for c in range(int(y.max()) + 1)] if y is not None else []
+    return ImageData(_resize(x, size).contiguous(), y, classes)
+
+
+def load(source, size: int, channels: int | None = None) -> ImageData:
+    """'digits', a folder, a file (.npz / idx), a torch Dataset or an ImageData."""
+    if isinstance(source, ImageData):
+        return ImageData(_resize(source.images, size), source.labels, source.classes)
+    if isinstance(source, str):
+        if source == "digits":
+            return digits_split(size)[0]
+        if os.path.isdir(source):
+            return image_folder(source, size, channels or 3)
+        if os.path.exists(source):
+            return load_file(source, size)
+        raise DataError(f"data not found: {source} (expected 'digits', a folder of images, an .npz or an idx file)")
+    if hasattr(source, "__getitem__") and hasattr(source, "__len__"):
+        return from_dataset(source, size)
+    raise DataError(f"unsupported data source: {type(source).__name__}")

@@ -1,0 +1,165 @@
+"""DCGAN generator and discriminator (Radford et al. 2015), optionally class-conditional.
+
+Layout for an image of size S = 2**k (16 <= S <= 128): G maps the latent (plus, when conditional, a label
+embedding) to a 4x4 map with a transposed convolution, doubles the resolution with stride-2 transposed
+convolutions (BN + ReLU) and ends in a transposed convolution + Tanh without BN. D mirrors it: stride-2
+convolutions with LeakyReLU(0.2), BN everywhere but the first layer, and a final 4x4 convolution to one logit.
+The conditional D adds a projection term <embed(y), sum_hw(h)> (Miyato & Koyama 2018) to the logit.
+
+Each conv+BN+activation block has the children `conv` and `bn`: with fused=True it is pygan.nn's
+ConvTranspose2dBNAct / Conv2dBNAct (BN and activation in one op, BN folded into the conv in eval mode), with
+fused=False a stock nn.Conv(Transpose)2d, nn.BatchNorm2d and a parameterless activation `act`. The state_dicts
+are identical, and `to_stock()` returns the fused=False twin with the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from pygan.nn import BatchNormAct2d, Conv2dBNAct, ConvTranspose2dBNAct
+
+SIZES = (16, 32, 64, 128)
+
+
+def check_size(size: int) -> int:
+    if not isinstance(size, int) or size not in SIZES:
+        raise ValueError(f"image size must be a power of two from 16 to 128 ({', '.join(map(str, SIZES))}), got {size!r}")
+    return size
+
+
+def _check_positive(name: str, value) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+class StockConvBNAct(nn.Module):
+    """The stock twin of pygan.nn.Conv2dBNAct / ConvTranspose2dBNAct: children `conv`, `bn` (nn.BatchNorm2d), `act`."""
+
+    def __init__(self, conv: nn.Module, activation: str, negative_slope: float):
+        super().__init__()
+        self.conv = conv
+        self.bn = nn.BatchNorm2d(conv.out_channels)
+        self.act = nn.ReLU() if activation == "relu" else nn.LeakyReLU(negative_slope)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+def _up(cin: int, cout: int, k: int, s: int, p: int, fused: bool) -> nn.Module:
+    if fused:
+        return ConvTranspose2dBNAct(cin, cout, k, s, p, bias=False, activation="relu")
+    return StockConvBNAct(nn.ConvTranspose2d(cin, cout, k, s, p, bias=False), "relu", 0.0)
+
+
+def _down(cin: int, cout: int, fused: bool) -> nn.Module:
+    if fused:
+        return Conv2dBNAct(cin, cout, 4, 2, 1, bias=False, activation="leaky_relu", negative_slope=0.2)
+    return StockConvBNAct(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), "leaky_relu", 0.2)
+
+
+def dcgan_init_(module: nn.Module) -> None:
+    """The DCGAN paper's init: conv weights N(0, 0.02); BN weight N(1, 0.02), bias 0; embeddings N(0, 0.02)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, BatchNormAct2d)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+class _DCGANBase(nn.Module):
+    def to_stock(self) -> nn.Module:
+        """The same network built from stock torch.nn modules only, with this model's state_dict (and mode)."""
+        twin = type(self)(**{**self.config, "fused": False})
+        twin.load_state_dict(self.state_dict())
+        p = next(self.parameters())
+        return twin.to(device=p.device, dtype=p.dtype).train(self.training)
+
+    def _check_labels(self, labels: Tensor | None, n: int) -> Tensor | None:
+        if self.num_classes == 0:
+            if labels is not None:
+                raise ValueError(f"{type(self).__name__}: labels given to an unconditional model (num_classes=0)")
+            return None
+        if labels is None:
+            raise ValueError(f"{type(self).__name__}: a conditional model (num_classes={self.num_classes}) needs labels")
+        if labels.shape != (n,) or labels.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"labels must be an integer tensor of shape ({n},), got {labels.dtype} {tuple(labels.shape)}")
+        return labels.long()
+
+
+class DCGANGenerator(_DCGANBase):
+    """z of shape (N, latent_dim) or (N, latent_dim, 1, 1) [+ labels (N,)] -> images (N, channels, size, size) in [-1, 1]."""
+
+    def __init__(self, size: int = 32, channels: int = 1, latent_dim: int = 64, width: int = 32,
+                 num_classes: int = 0, embed_dim: int | None = None, fused: bool = True):
+        super().__init__()
+        check_size(size)
+        for name, v in (("channels", channels), ("latent_dim", latent_dim), ("width", width)):
+            _check_positive(name, v)
+        if not isinstance(num_classes, int) or num_classes < 0 or num_classes == 1:
+            raise ValueError(f"num_classes must be 0 (unconditional) or >= 2, got {num_classes!r}")
+        embed_dim = (embed_dim or latent_dim) if num_classes else 0
+        self.config = dict(size=size, channels=channels, latent_dim=latent_dim, width=width,
+                           num_classes=num_classes, embed_dim=embed_dim or None, fused=fused)
+        self.size, self.channels, self.latent_dim, self.num_classes = size, channels, latent_dim, num_classes
+        n_up = int(math.log2(size)) - 2  # 4x4 -> size: n_up doublings, the last one is the output layer
+        ch = width * 2 ** (n_up - 1)
+        if num_classes:
+            self.embed = nn.Embedding(num_classes, embed_dim)
+        layers = [_up(latent_dim + embed_dim, ch, 4, 1, 0, fused)]
+        for _ in range(n_up - 1):
+            layers.append(_up(ch, ch // 2, 4, 2, 1, fused))
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+        dcgan_init_(self)
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        if z.dim() == 2:
+            z = z[:, :, None, None]
+        if z.dim() != 4 or z.shape[1:] != (self.latent_dim, 1, 1):
+            raise ValueError(f"z must have shape (N, {self.latent_dim}) or (N, {self.latent_dim}, 1, 1), got {tuple(z.shape)}")
+        labels = self._check_labels(labels, z.shape[0])
+        if labels is not None:
+            z = torch.cat([z, self.embed(labels).to(z.dtype)[:, :, None, None]], 1)
+        return self.main(z)
+
+
+class DCGANDiscriminator(_DCGANBase):
+    """images (N, channels, size, size) [+ labels (N,)] -> logits (N,)."""
+
+    def __init__(self, size: int = 32, channels: int = 1, width: int = 32, num_classes: int = 0, fused: bool = True):
+        super().__init__()
+        check_size(size)
+        for name, v in (("channels", channels), ("width", width)):
+            _check_positive(name, v)
+        if not isinstance(num_classes, int) or num_classes < 0 or num_classes == 1:
+            raise ValueError(f"num_classes must be 0 (unconditional) or >= 2, got {num_classes!r}")
+        self.config = dict(size=size, channels=channels, width=width, num_classes=num_classes, fused=fused)
+        self.size, self.channels, self.num_classes = size, channels, num_classes
+        n_down = int(math.log2(size)) - 2
+        ch = width
+        layers = [nn.Conv2d(channels, ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2)]  # no BN on D's input layer
+        for _ in range(n_down - 1):
+            layers.append(_down(ch, ch * 2, fused))
+            ch *= 2
+        self.main = nn.Sequential(*layers)
+        self.out = nn.Conv2d(ch, 1, 4, 1, 0, bias=False)
+        if num_classes:
+            self.embed = nn.Embedding(num_classes, ch)
+        dcgan_init_(self)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        if x.dim() != 4 or x.shape[1:] != (self.channels, self.size, self.size):
+            raise ValueError(f"images must have shape (N, {self.channels}, {self.size}, {self.size}), got {tuple(x.shape)}")
+        labels = self._check_labels(labels, x.shape[0])
+        h = self.main(x)
+        logits = self.out(h).flatten()
+        if labels is not None:
+            logits = logits + (self.embed(labels).to(h.dtype) * h.sum((2, 3))).sum(1)
+        return logits

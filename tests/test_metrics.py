@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+import torch
+
+from pygan import metrics
+from pygan.data import digits_split
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    d = tmp_path_factory.mktemp("cache")
+    mp.setenv("PYGAN_CACHE", str(d))
+    yield d
+    mp.undo()
+
+
+def test_frechet_distance_matches_closed_form():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 3))
+    b = rng.normal(size=(4000, 3)) * 2 + 1
+    # N(0, I) vs N(1, 4I): |mu|^2 = 3, trace term 3 * (1 + 4 - 2*2) = 3
+    assert abs(metrics.frechet_distance(a, b) - 6.0) < 0.3
+    assert abs(metrics.frechet_distance(a, a)) < 1e-6
+
+
+def test_classifier_cached_and_metrics(cache):
+    model, acc = metrics.digits_classifier(16)
+    assert acc > 0.9
+    files = list(cache.iterdir())
+    assert len(files) == 1 and not files[0].name.startswith(".tmp")
+    _, acc2 = metrics.digits_classifier(16)  # from the cache
+    assert acc2 == acc
+    _, held = digits_split(16)
+    m = metrics.evaluate_digits(held.images, held.labels, n_boot=5)
+    assert m["mean_confidence"] > 0.8 and m["label_accuracy"] == pytest.approx(acc)
+    assert m["kl_from_uniform"] < 0.01 and m["frechet_distance"] < 1e-6
+    lo, hi = m["real_train_frechet_distance_ci95"]
+    assert lo <= hi and m["real_train_frechet_distance"] > 0
+    # one class repeated: the histogram collapses and the distance grows
+    ones = held.images[held.labels == 1]
+    c = metrics.evaluate_digits(ones, n_boot=5)
+    assert c["min_class_fraction"] < 0.05 and c["kl_from_uniform"] > 1.5
+    assert c["frechet_distance"] > 3 * m["real_train_frechet_distance"]
+
+
+def test_fid_needs_features():
+    x = torch.rand(20, 3, 8, 8)
+    with pytest.raises(ValueError, match="feature_extractor or a local inception_weights"):
+        metrics.fid(x, x)
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        metrics.fid(x, x, inception_weights="/nonexistent/inception.pt")
+    feats = lambda t: t.mean((2, 3))  # noqa: E731
+    assert metrics.fid(x, x, feature_extractor=feats) == pytest.approx(0.0, abs=1e-8)
+    assert metrics.fid(x, x + 1, feature_extractor=feats) == pytest.approx(3.0, abs=1e-6)

@@ -1,0 +1,128 @@
+import json
+import os
+
+import pytest
+import torch
+
+import pygan._io
+from pygan.train import CheckpointError, TrainConfig, Trainer, TrainingDiverged, load_generator, read_checkpoint
+
+
+def tiny(tmp_path, **kw) -> TrainConfig:
+    base = dict(out=str(tmp_path / "run"), size=16, latent_dim=8, g_width=4, d_width=4, batch_size=8, steps=4,
+                log_every=1, sample_every=2, checkpoint_every=2, grid_size=8, eval_samples=0, progress=False, collapse_ratio=0.0,
+                device="cpu")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_short_run_changes_params_and_writes_outputs(tmp_path):
+    tr = Trainer(tiny(tmp_path, d_steps=2, label_smoothing=0.1, instance_noise=0.1))
+    g0 = [p.detach().clone() for p in tr.G.parameters()]
+    d0 = [p.detach().clone() for p in tr.D.parameters()]
+    tr.train()
+    assert all(not torch.equal(a, b) for a, b in zip(g0, tr.G.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(d0, tr.D.parameters()))
+    out = tmp_path / "run"
+    recs = [json.loads(l) for l in open(out / "log.jsonl")]
+    assert [r["step"] for r in recs if "loss_d" in r] == [1, 2, 3, 4]
+    for r in recs:
+        if "loss_d" in r:
+            assert all(torch.isfinite(torch.tensor(r[k])) for k in ("loss_d", "loss_g", "d_real", "d_fake"))
+            assert 0 <= r["d_real"] <= 1 and r["grad_norm_d"] > 0 and r["sec_per_step"] > 0
+    assert (out / "samples" / "step_000002.png").is_file() and (out / "samples" / "step_000004.png").is_file()
+    assert (out / "curves.png").is_file()
+    assert read_checkpoint(str(out / "checkpoint.pt"))["step"] == 4
+    assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("kw", [dict(loss="wasserstein", gp_weight=10.0, d_steps=2),
+                                dict(loss="hinge", r1_weight=1.0, conditional=True),
+                                dict(amp="bf16", channels_last=True, ema_decay=0.0)])
+def test_options(tmp_path, kw):
+    tr = Trainer(tiny(tmp_path, steps=2, **kw))
+    tr.train()
+    assert all(torch.isfinite(torch.tensor([r["loss_d"], r["loss_g"]])).all() for r in tr.history if "loss_d" in r)
+
+
+def _losses(tr):
+    return [(r["loss_d"], r["loss_g"]) for r in tr.history if "loss_d" in r]
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_resume_is_exact(tmp_path, conditional):
+    kw = dict(conditional=conditional, instance_noise=0.2, instance_noise_steps=6, gp_weight=1.0)
+    full = Trainer(tiny(tmp_path / "a", steps=6, **kw))
+    full.train()
+    # the "interrupted" run: stopped after step 3, resumed from its checkpoint to step 6
+    part3 = Trainer(tiny(tmp_path / "c", steps=3, **kw))
+    part3.train()
+    resumed = Trainer.resume(str(tmp_path / "c" / "run" / "checkpoint.pt"), steps=6)
+    assert resumed.step == 3
+    resumed.train()
+    assert _losses(resumed) == _losses(full)
+    for a, b in zip(resumed.G.state_dict().values(), full.G.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_resume_drops_log_lines_past_the_checkpoint(tmp_path):
+    tr = Trainer(tiny(tmp_path, steps=4, checkpoint_every=2))
+    for _ in range(3):
+        tr._log(tr.train_step())
+    tr.step = 2
+    tr.save_checkpoint()  # pretend the run died at step 3 after checkpointing step 2
+    resumed = Trainer.resume(tr.checkpoint_path)
+    assert [r["step"] for r in resumed.history] == [1, 2]
+
+
+def test_atomic_checkpoint_under_failure(tmp_path, monkeypatch):
+    tr = Trainer(tiny(tmp_path, steps=2))
+    tr.train()
+    path = tr.checkpoint_path
+    before = open(path, "rb").read()
+    real_save = torch.save
+
+    def failing_save(obj, f, *a, **k):
+        real_save({"partial": 1}, f)  # bytes hit the disk, then the "kill"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pygan._io.torch, "save", failing_save)
+    tr.train_step()
+    with pytest.raises(KeyboardInterrupt):
+        tr.save_checkpoint()
+    monkeypatch.undo()
+    assert open(path, "rb").read() == before
+    assert read_checkpoint(path)["step"] == 2
+    assert not [f for f in os.listdir(os.path.dirname(path)) if f.startswith(".tmp-")]
+
+
+def test_non_finite_loss_stops_with_checkpoint_intact(tmp_path):
+    tr = Trainer(tiny(tmp_path, steps=6, checkpoint_every=2))
+    tr.config.steps = 2
+    tr.train()
+    before = open(tr.checkpoint_path, "rb").read()
+    with torch.no_grad():
+        tr.D.out.weight.fill_(float("nan"))
+    tr.config.steps = 6
+    with pytest.raises(TrainingDiverged, match=r"non-finite discriminator loss .* step 3.*checkpoint.*step 2"):
+        tr.train()
+    assert open(tr.checkpoint_path, "rb").read() == before
+
+
+def test_mode_collapse_warning(tmp_path):
+    tr = Trainer(tiny(tmp_path, steps=2, collapse_ratio=2.0))  # any sample set is "collapsed" at ratio 2
+    with pytest.warns(RuntimeWarning, match="mode collapse"):
+        tr.train()
+
+
+def test_bad_config_and_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="loss must be one of"):
+        Trainer(tiny(tmp_path, loss="bogus"))
+    with pytest.raises(ValueError, match="power of two"):
+        Trainer(tiny(tmp_path, size=20))
+    bad = tmp_path / "x.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_generator(str(bad))
+    torch.save({"a": 1}, bad)
+    with pytest.raises(CheckpointError, match="not a pygan DCGAN checkpoint"):
+        load_generator(str(bad))
