@@ -31,6 +31,7 @@ def _fwd_bwd(model, x):
 
 
 def _sample(model, z):
+    """Forward without autograd (train-mode blocks: batch statistics; eval-mode generator: sampling)."""
     def run():
         with torch.no_grad():
             return model(z)
@@ -82,6 +83,10 @@ def cases(device: str, quick: bool) -> list[Case]:
         stock, fused = _pair(transposed, cin, cout, device)
         x = torch.randn(batch, cin, size, size, device=device, requires_grad=True)
         kind = "ConvT+BN+ReLU" if transposed else "Conv+BN+LeakyReLU"
+        out.append(Case("blocks", f"{kind} fwd (train mode) {batch}x{cin}x{size}x{size} -> {cout}", {
+            STOCK_EAGER: _sample(stock, x), STOCK_COMPILE: _sample(torch.compile(stock, dynamic=False), x),
+            PYGAN: _sample(fused, x), PYGAN_COMPILE: _sample(torch.compile(fused, dynamic=False), x),
+        }))
         out.append(Case("blocks", f"{kind} fwd+bwd {batch}x{cin}x{size}x{size} -> {cout}", {
             STOCK_EAGER: _fwd_bwd(stock, x), STOCK_COMPILE: _fwd_bwd(torch.compile(stock, dynamic=False), x),
             PYGAN: _fwd_bwd(fused, x), PYGAN_COMPILE: _fwd_bwd(torch.compile(fused, dynamic=False), x),
