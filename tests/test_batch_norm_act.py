@@ -198,9 +198,10 @@ def test_opcheck(activation, device):
         y, mean, invstd = torch.ops.pygan.batch_norm_act(x.detach(), w, b, None, None, slope, True, 1e-5, activation, 0.2)
         uargs = (p["running_mean"].clone(), p["running_var"].clone(), mean, invstd, 0.1, 1e-5, y.numel() // y.shape[1])
         torch.library.opcheck(torch.ops.pygan.batch_norm_update_stats.default, uargs)
-        saved, from_output = (x.detach(), False) if activation == "relu" else (y, True)
+        saved, from_output = (x.detach(), False) if activation == "relu" else (y.detach(), True)
         # The backward op itself is not differentiable (double backward goes through the reference): plain inputs.
-        bargs = (torch.randn_like(y), saved, from_output, w.detach(), b.detach(), slope, mean.detach(), invstd.detach(),
+        bargs = (torch.randn_like(y), saved, from_output, w.detach(), b.detach(),
+                 None if slope is None else slope.detach(), mean.detach(), invstd.detach(),
                  True, activation, 0.2)
         torch.library.opcheck(torch.ops.pygan.batch_norm_act_backward.default, bargs)
 
