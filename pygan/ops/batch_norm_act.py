@@ -18,6 +18,7 @@ from torch._subclasses.fake_tensor import is_fake
 from pygan import _ext
 from pygan.ops import recompute
 from pygan.ops import reference
+from pygan.ops.fake_checks import check_like_kernel
 
 OP = "batch_norm_act"
 
@@ -145,7 +146,8 @@ def _backward(ctx, grad_y, grad_mean, grad_invstd):
 
 
 def _fake_forward(input, weight, bias, running_mean, running_var, slope, training, eps, activation, negative_slope):
-    _check_like_kernel(input, weight, bias, running_mean, running_var, slope, activation)
+    check_like_kernel(OP, input, activation, dict(weight=weight, bias=bias, running_mean=running_mean,
+                                                 running_var=running_var), slope)
     C = input.shape[1]
     stats = input.new_empty((C,), dtype=reference.acc_dtype(input.dtype))
     out = torch.empty(input.shape, dtype=input.dtype, device=input.device, memory_format=suggest_memory_format(input))
@@ -154,7 +156,7 @@ def _fake_forward(input, weight, bias, running_mean, running_var, slope, trainin
 
 def _fake_backward(grad_out, saved, saved_is_output, weight, bias, slope, save_mean, save_invstd, training,
                    activation, negative_slope):
-    _check_like_kernel(saved, weight, bias, None, None, slope, activation)
+    check_like_kernel(OP, saved, activation, dict(weight=weight, bias=bias), slope)
     torch._check(grad_out.shape == saved.shape, lambda: "batch_norm_act: grad_out must have the shape of saved")
     C = saved.shape[1]
     acc = reference.acc_dtype(saved.dtype)
@@ -163,27 +165,6 @@ def _fake_backward(grad_out, saved, saved_is_output, weight, bias, slope, save_m
     grad_b = saved.new_empty((C,), dtype=bias.dtype if bias is not None else acc)
     grad_s = saved.new_empty((slope.numel(),), dtype=slope.dtype) if activation == "prelu" else saved.new_empty((0,), dtype=acc)
     return grad_x, grad_w, grad_b, grad_s
-
-
-def _check_like_kernel(input, weight, bias, running_mean, running_var, slope, activation):
-    """The C++ checks, mirrored for fake tensors (torch.compile / meta), with the same messages."""
-    if activation not in reference.ACTIVATIONS:
-        raise RuntimeError(f"batch_norm_act: activation must be one of 'identity', 'relu', 'leaky_relu', 'prelu', got '{activation}'")
-    torch._check(input.dim() >= 2, lambda: f"batch_norm_act: input must have at least 2 dimensions (N, C, *), got shape {tuple(input.shape)}")
-    torch._check(input.dtype.is_floating_point, lambda: f"batch_norm_act: input must be a floating-point tensor, got {input.dtype}")
-    C = input.shape[1]
-    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var),
-                    ("slope", slope)):
-        if t is not None and t.device != input.device:
-            raise RuntimeError(f"batch_norm_act: {name} must be on the same device as input ({input.device}), got {t.device}")
-    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        if t is not None:
-            torch._check(t.dim() == 1 and t.shape[0] == C,
-                         lambda: f"batch_norm_act: {name} must be a 1-D tensor with {C} elements (one per channel of input, dim 1), got shape {tuple(t.shape)}")
-    if activation == "prelu":
-        torch._check(slope is not None, lambda: "batch_norm_act: activation='prelu' needs slope (1 or C elements)")
-        torch._check(slope.dim() == 1 and slope.shape[0] in (1, C),
-                     lambda: f"batch_norm_act: slope must be a 1-D tensor with {C} elements or a single element, got shape {tuple(slope.shape)}")
 
 
 def _fake_update_stats(running_mean, running_var, save_mean, save_invstd, momentum, eps, count):

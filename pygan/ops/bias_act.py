@@ -14,6 +14,7 @@ from torch._prims_common import suggest_memory_format
 
 from pygan import _ext
 from pygan.ops import reference
+from pygan.ops.fake_checks import check_like_kernel
 
 OP = "bias_act"
 # False when pygan._C is missing or predates this op (a stale build): then the reference runs, per _ext's policy.
@@ -46,34 +47,13 @@ def bias_act(
     return reference.bias_act(*args)
 
 
-def _check_like_kernel(input, bias, slope, activation):
-    """The C++ checks (bias_act.cpp), mirrored for fake tensors, with the same messages."""
-    if activation not in reference.ACTIVATIONS:
-        raise RuntimeError(f"bias_act: activation must be one of 'identity', 'relu', 'leaky_relu', 'prelu', got '{activation}'")
-    torch._check(input.dim() >= 2, lambda: f"bias_act: input must have at least 2 dimensions (N, C, *), got shape {tuple(input.shape)}")
-    torch._check(input.dtype.is_floating_point, lambda: f"bias_act: input must be a floating-point tensor (float32, float64, float16 or bfloat16), got {input.dtype}")
-    C = input.shape[1]
-    for name, t in (("bias", bias), ("slope", slope)):
-        if t is not None and t.device != input.device:
-            raise RuntimeError(f"bias_act: {name} must be on the same device as input ({input.device}), got {t.device}")
-    if bias is not None:
-        torch._check(bias.dim() == 1 and bias.shape[0] == C,
-                     lambda: f"bias_act: bias must be a 1-D tensor with {C} elements (one per channel of input, dim 1), got shape {tuple(bias.shape)}")
-    if activation == "prelu":
-        torch._check(slope is not None, lambda: "bias_act: activation='prelu' needs slope (1 or C elements)")
-        torch._check(slope.dim() == 1 and slope.shape[0] in (1, C),
-                     lambda: f"bias_act: slope must be a 1-D tensor with {C} elements or a single element (one per channel of input, dim 1), got shape {tuple(slope.shape)}")
-    elif slope is not None:
-        raise RuntimeError(f"bias_act: slope is only used with activation='prelu', got activation='{activation}'")
-
-
 def _fake_forward(input, bias, slope, activation, negative_slope):
-    _check_like_kernel(input, bias, slope, activation)
+    check_like_kernel(OP, input, activation, dict(bias=bias), slope)
     return torch.empty(input.shape, dtype=input.dtype, device=input.device, memory_format=suggest_memory_format(input))
 
 
 def _fake_backward(grad_out, saved, saved_is_output, bias, slope, activation, negative_slope):
-    _check_like_kernel(saved, bias, slope, activation)
+    check_like_kernel(OP, saved, activation, dict(bias=bias), slope)
     torch._check(grad_out.shape == saved.shape, lambda: "bias_act_backward: grad_out must have the shape of saved")
     C = saved.shape[1]
     acc = reference.acc_dtype(saved.dtype)

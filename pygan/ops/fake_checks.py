@@ -1,0 +1,34 @@
+"""The argument checks the C++ ops share (csrc/common/checks.h and each op's check_args), mirrored in Python for
+their fake implementations (torch.compile / meta tensors), with the same messages — so a traced call fails the way
+the kernel would."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from pygan.ops.reference import ACTIVATIONS
+
+
+def check_like_kernel(op: str, input: Tensor, activation: str, per_channel: dict[str, Tensor | None],
+                      slope: Tensor | None) -> None:
+    """input: (N, C, *) floating; per_channel: optional 1-D tensors of C values; slope: 1 or C values, required by
+    and only allowed with activation='prelu'; every tensor on input's device."""
+    if activation not in ACTIVATIONS:
+        raise RuntimeError(f"{op}: activation must be one of 'identity', 'relu', 'leaky_relu', 'prelu', got '{activation}'")
+    torch._check(input.dim() >= 2, lambda: f"{op}: input must have at least 2 dimensions (N, C, *), got shape {tuple(input.shape)}")
+    torch._check(input.dtype.is_floating_point, lambda: f"{op}: input must be a floating-point tensor (float32, float64, float16 or bfloat16), got {input.dtype}")
+    C = input.shape[1]
+    for name, t in (*per_channel.items(), ("slope", slope)):
+        if t is not None and t.device != input.device:
+            raise RuntimeError(f"{op}: {name} must be on the same device as input ({input.device}), got {t.device}")
+    for name, t in per_channel.items():
+        if t is not None:
+            torch._check(t.dim() == 1 and t.shape[0] == C,
+                         lambda: f"{op}: {name} must be a 1-D tensor with {C} elements (one per channel of input, dim 1), got shape {tuple(t.shape)}")
+    if activation == "prelu":
+        torch._check(slope is not None, lambda: f"{op}: activation='prelu' needs slope (1 or C elements)")
+        torch._check(slope.dim() == 1 and slope.shape[0] in (1, C),
+                     lambda: f"{op}: slope must be a 1-D tensor with {C} elements or a single element (one per channel of input, dim 1), got shape {tuple(slope.shape)}")
+    elif slope is not None:
+        raise RuntimeError(f"{op}: slope is only used with activation='prelu', got activation='{activation}'")
