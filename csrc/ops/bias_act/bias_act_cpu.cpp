@@ -97,6 +97,7 @@ void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, bool save
         acc sum_b = 0, sum_s = 0;
         // Local pointers: through the lambda's captured references the compiler must assume the grad_x stores
         // may change the pointers themselves, reloads them every element and does not vectorize (5x slower).
+        // backward_element's math written out: through it, sum_s (passed by reference) kept this loop 4x slower.
         const scalar_t* g = gp + base;
         const scalar_t* sv = sp + base;
         scalar_t* gx = gxp + base;
