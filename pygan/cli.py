@@ -1,4 +1,5 @@
-"""The `pygan` command: train, sample, interpolate, eval. Errors in user input end with one line, not a traceback."""
+"""The `pygan` command: train (dcgan, srgan), sample, interpolate, eval, upscale, eval-sr. Errors in user input end
+with one line, not a traceback."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import sys
 
+from pygan.sr.train import SRTrainConfig
 from pygan.train import TrainConfig
 
 TRAIN_HELP = {
@@ -51,14 +53,52 @@ TRAIN_HELP = {
 }
 
 
+SR_TRAIN_HELP = {
+    "data": "training data: 'bundled' (the training split of the photos bundled with scikit-image and "
+            "scikit-learn), a folder of images (HR; LR made by bicubic downsampling), or a folder with lr/ and hr/ "
+            "sub-folders of ready pairs with the same file names",
+    "out": "output folder: checkpoint.pt, log.jsonl, samples/*.png (bicubic | model | original), curves.png, "
+           "metrics.json",
+    "scale": "upscaling factor: 2 or 4",
+    "hr_crop": "size of the random HR training crops (a multiple of the scale)",
+    "width": "generator channels (the paper: 64)",
+    "blocks": "generator residual blocks (the paper: 16)",
+    "d_width": "discriminator width: channels of its first layer (the paper: 64)",
+    "pretrain_steps": "SRResNet steps on the pixel MSE (stage 1)",
+    "gan_steps": "SRGAN fine-tuning steps after stage 1 (0: SRResNet only)",
+    "batch_size": "minibatch size",
+    "lr": "Adam learning rate of the generator and the discriminator",
+    "beta1": "Adam beta1",
+    "beta2": "Adam beta2",
+    "content": "content loss of the SRGAN stage: mse, or vgg (VGG19 features; needs --vgg-weights)",
+    "vgg_layer": "VGG19 layer i_j of the VGG loss (after the activation of conv j before pooling i)",
+    "vgg_weights": "local torchvision VGG19 state_dict for --content vgg (or set PYGAN_VGG19_WEIGHTS); "
+                   "nothing is downloaded",
+    "adv_weight": "weight of the adversarial loss in the SRGAN stage",
+    "loss": "adversarial loss: minimax, non_saturating, max_likelihood, wasserstein, hinge or least_squares",
+    "ema_decay": "decay of an exponential moving average of the generator's weights used for evaluation (0: off)",
+    "amp": "autocast precision: none, bf16 or fp16",
+    "channels_last": "channels_last memory format for models and inputs (faster convolutions on CPU and GPU)",
+    "compile": "torch.compile the generator and discriminator",
+    "fused": "use pygan's fused BN+activation kernels (--no-fused: stock torch.nn layers)",
+    "seed": "random seed (models, crops)",
+    "device": "auto, cpu, cuda or cuda:N",
+    "log_every": "write a log.jsonl line every this many steps",
+    "sample_every": "save a held-out sample (bicubic | model | original) and the loss plot every this many steps",
+    "checkpoint_every": "write checkpoint.pt every this many steps (always at the end)",
+    "eval": "evaluate on the held-out bundled photos at the end (PSNR / SSIM table)",
+    "progress": "show the progress bar (--no-progress: hide it)",
+}
+
+
 class CLIError(Exception):
     pass
 
 
-def _add_train_options(p: argparse.ArgumentParser) -> None:
-    for f in dataclasses.fields(TrainConfig):
+def _add_train_options(p: argparse.ArgumentParser, config_class=TrainConfig, helps=TRAIN_HELP) -> None:
+    for f in dataclasses.fields(config_class):
         flag = "--" + f.name.replace("_", "-")
-        h = TRAIN_HELP[f.name]
+        h = helps[f.name]
         if f.type in ("bool", bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                            help=f"{h} (default: {f.default})")
@@ -82,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train a DCGAN. With no options: the embedded digits at 32x32, finishing in "
                                     "minutes on a CPU, then scored by the digits classifier.")
     _add_train_options(dc)
+    sr = trs.add_parser("srgan", help="SRResNet, then SRGAN (super-resolution)",
+                        description="Train SRResNet on the pixel MSE, then fine-tune it as SRGAN (content + adversarial "
+                                    "loss). With no options: a light network on the bundled photos at x4, finishing "
+                                    "in minutes on a CPU, then a PSNR / SSIM table on the held-out photos.")
+    _add_train_options(sr, SRTrainConfig, SR_TRAIN_HELP)
 
     def ckpt_parser(name, help_, desc):
         sp = sub.add_parser(name, help=help_, description=desc)
@@ -110,6 +155,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, default=1000, help="generated images to score (default: 1000)")
     e.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples for the intervals (default: 100)")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    u = sub.add_parser("upscale", help="upscale an image with a trained SRResNet / SRGAN",
+                       description="Upscale an image with the generator of an SRGAN checkpoint, tile by tile "
+                                   "(identical to untiled up to rounding).")
+    u.add_argument("checkpoint", help="a checkpoint.pt written by `pygan train srgan`")
+    u.add_argument("input", help="input image (png, jpg, ...)")
+    u.add_argument("output", help="output PNG")
+    u.add_argument("--stage", choices=("latest", "srresnet"), default="latest",
+                   help="latest: the checkpoint's current generator (SRGAN once fine-tuned); srresnet: the one at the "
+                        "end of pretraining (default: latest)")
+    u.add_argument("--tile", type=int, default=128, help="LR tile size (0: whole image at once) (default: 128)")
+    u.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+
+    es = sub.add_parser("eval-sr", help="PSNR / SSIM table of an SRGAN checkpoint",
+                        description="PSNR / SSIM of bicubic, SRResNet and SRGAN on the held-out bundled photos (or "
+                                    "a folder of HR images), per image and mean.")
+    es.add_argument("checkpoint", help="a checkpoint.pt written by `pygan train srgan`")
+    es.add_argument("--data", default="bundled", help="'bundled' (held-out photos) or a folder of HR images")
+    es.add_argument("--convention", choices=("y", "rgb"), default="y",
+                    help="y: BT.601 luma with a border crop of the scale (the paper's); rgb: all channels, same "
+                         "crop (default: y)")
+    es.add_argument("--json", action="store_true", help="print all metrics (both conventions) as JSON")
     return p
 
 
@@ -134,20 +201,27 @@ def _positive(name: str, v: int) -> None:
 def cmd_train(a) -> int:
     import torch
 
-    from pygan.train import Trainer
+    if a.model == "srgan":
+        from pygan.sr.train import SRTrainer as trainer_class, format_table
+    else:
+        from pygan.train import Trainer as trainer_class
 
     if a.threads:
         _positive("--threads", a.threads)
         torch.set_num_threads(a.threads)
-    given = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig) if getattr(a, f.name) is not None}
+    config_class = trainer_class.config_class
+    given = {f.name: getattr(a, f.name) for f in dataclasses.fields(config_class) if getattr(a, f.name) is not None}
     if a.resume:
-        trainer = Trainer.resume(a.resume, **given)
+        trainer = trainer_class.resume(a.resume, **given)
         print(f"resuming {a.resume} at step {trainer.step}", file=sys.stderr)
     else:
-        trainer = Trainer(TrainConfig(**given))
+        trainer = trainer_class(config_class(**given))
     metrics = trainer.train()
     print(f"checkpoint: {trainer.checkpoint_path}")
-    if metrics:
+    if metrics and a.model == "srgan":
+        print(f"x{metrics['scale']}, PSNR (dB) / SSIM on the Y channel, border crop {metrics['scale']}:")
+        print(format_table(metrics))
+    elif metrics:
         _print_metrics(metrics)
     return 0
 
@@ -235,12 +309,55 @@ def cmd_eval(a) -> int:
     return 0
 
 
+def cmd_upscale(a) -> int:
+    from pygan.sr.data import read_image, save_image
+    from pygan.sr.train import generators_from_checkpoint, read_checkpoint
+    from pygan.sr.upscale import upscale
+    from pygan.training import pick_device
+
+    if a.tile < 0:
+        raise CLIError(f"--tile must be >= 0, got {a.tile}")
+    gens = generators_from_checkpoint(read_checkpoint(a.checkpoint), pick_device(a.device))
+    if a.stage == "srresnet":
+        if "SRResNet" not in gens:
+            raise CLIError(f"{a.checkpoint} has no SRResNet-stage generator")
+        G = gens["SRResNet"]
+    else:
+        G = gens.get("SRGAN", gens.get("SRResNet"))
+    from pygan.fuse import fold_bn
+
+    save_image(upscale(fold_bn(G), read_image(a.input), tile=a.tile), a.output)
+    print(a.output)
+    return 0
+
+
+def cmd_eval_sr(a) -> int:
+    from pygan.sr.data import image_files, mod_crop, read_image
+    from pygan.sr.train import evaluate_sr, format_table, generators_from_checkpoint, read_checkpoint
+
+    ckpt = read_checkpoint(a.checkpoint)
+    scale = ckpt["G_config"]["scale"]
+    images = None
+    if a.data != "bundled":
+        images = [(os.path.relpath(f, a.data), mod_crop(read_image(f), scale)) for f in image_files(a.data)]
+    m = evaluate_sr(generators_from_checkpoint(ckpt), scale, images)
+    m["step"] = ckpt["step"]
+    if a.json:
+        print(json.dumps(m, indent=1))
+    else:
+        what = "Y channel (BT.601)" if a.convention == "y" else "RGB"
+        print(f"checkpoint {a.checkpoint} (step {m['step']}), x{scale}, PSNR (dB) / SSIM on {what}, border crop {scale}:")
+        print(format_table(m, a.convention))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pygan.data import DataError
     from pygan.train import CheckpointError, TrainingDiverged
 
-    run = {"train": cmd_train, "sample": cmd_sample, "interpolate": cmd_interpolate, "eval": cmd_eval}[args.command]
+    run = {"train": cmd_train, "sample": cmd_sample, "interpolate": cmd_interpolate, "eval": cmd_eval,
+           "upscale": cmd_upscale, "eval-sr": cmd_eval_sr}[args.command]
     try:
         return run(args)
     except (CLIError, DataError, CheckpointError, TrainingDiverged, ValueError, FileNotFoundError,

@@ -138,6 +138,14 @@ def _fuse_traced(model: nn.Module, done: list[str]) -> nn.Module:
     return gm if changed else model
 
 
+def fuse_in_place(model: nn.Module) -> list[str]:
+    """Fuses the BatchNorm + activation pairs inside `model`'s nn.Sequential containers in place (how pygan's own
+    models are built from stock layers); returns what was fused."""
+    done: list[str] = []
+    _fuse_sequentials(model, "", done)
+    return done
+
+
 def fuse(model: nn.Module, report: bool = False):
     """A copy of `model` in which every BatchNorm followed by ReLU / LeakyReLU / PReLU runs through pygan's fused op, with
     the same state_dict keys and values (checkpoints load both ways). With report=True, returns (model, list of

@@ -67,7 +67,7 @@ def test_resume_is_exact(tmp_path, conditional):
 def test_resume_drops_log_lines_past_the_checkpoint(tmp_path):
     tr = Trainer(tiny(tmp_path, steps=4, checkpoint_every=2))
     for _ in range(3):
-        tr._log(tr.train_step())
+        tr.log(tr.train_step())
     tr.step = 2
     tr.save_checkpoint()  # pretend the run died at step 3 after checkpointing step 2
     resumed = Trainer.resume(tr.checkpoint_path)

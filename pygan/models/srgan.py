@@ -1,0 +1,121 @@
+"""SRResNet generator and SRGAN discriminator (Ledig et al. 2017), BatchNorm + activation through pygan's fused op.
+
+Both are written as stock torch.nn layers in nn.Sequential containers; with fused=True (the default) every
+BatchNorm followed by PReLU / LeakyReLU is then rewritten in place by pygan.fuse (same state_dict keys: the PReLU's
+slope keeps `<prelu>.weight`), so `to_stock()` — the fused=False twin — loads the very same state_dict.
+
+Images are in [0, 1]: the generator maps a low-resolution (N, C, h, w) batch to (N, C, scale*h, scale*w), with no
+output squashing (clamp when saving). `pygan.fold_bn(model)` gives a faster inference copy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from pygan.fuse import fuse_in_place
+
+SCALES = (2, 4)
+
+
+def check_scale(scale) -> int:
+    if not isinstance(scale, int) or scale not in SCALES:
+        raise ValueError(f"scale must be 2 or 4, got {scale!r}")
+    return scale
+
+
+def _check_positive(name: str, value) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _conv(cin: int, cout: int, k: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride, k // 2, bias=bias)
+
+
+class ResidualBlock(nn.Module):
+    """x + (conv-BN-PReLU-conv-BN)(x): `body` is the Sequential (its BN + PReLU pair is what fuse rewrites)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        # no conv bias before BN: BN's shift makes it redundant
+        self.body = nn.Sequential(_conv(width, width, 3, bias=False), nn.BatchNorm2d(width), nn.PReLU(),
+                                  _conv(width, width, 3, bias=False), nn.BatchNorm2d(width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class _SRBase(nn.Module):
+    config: dict
+
+    def _finish(self, fused: bool) -> None:
+        if fused:
+            fuse_in_place(self)
+
+    def to_stock(self) -> nn.Module:
+        """The same network built from stock torch.nn modules only, with this model's state_dict (and mode)."""
+        twin = type(self)(**{**self.config, "fused": False})
+        twin.load_state_dict(self.state_dict())
+        p = next(self.parameters())
+        return twin.to(device=p.device, dtype=p.dtype).train(self.training)
+
+
+class SRResNet(_SRBase):
+    """9x9 conv + PReLU, `blocks` residual blocks, conv-BN + the long skip, log2(scale) sub-pixel x2 stages
+    (conv to 4x channels, PixelShuffle, PReLU), 9x9 output conv. The paper's network: width 64, blocks 16."""
+
+    def __init__(self, scale: int = 4, channels: int = 3, width: int = 64, blocks: int = 16, fused: bool = True):
+        super().__init__()
+        check_scale(scale)
+        for name, v in (("channels", channels), ("width", width), ("blocks", blocks)):
+            _check_positive(name, v)
+        self.config = dict(scale=scale, channels=channels, width=width, blocks=blocks, fused=fused)
+        self.scale, self.channels = scale, channels
+        self.head = nn.Sequential(_conv(channels, width, 9), nn.PReLU())
+        self.body = nn.Sequential(*[ResidualBlock(width) for _ in range(blocks)])
+        self.post = nn.Sequential(_conv(width, width, 3, bias=False), nn.BatchNorm2d(width))
+        up = []
+        for _ in range(int(math.log2(scale))):
+            up += [_conv(width, 4 * width, 3), nn.PixelShuffle(2), nn.PReLU()]
+        self.upsample = nn.Sequential(*up)
+        self.tail = _conv(width, channels, 9)
+        self._finish(fused)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"SRResNet: input must have shape (N, {self.channels}, H, W), got {tuple(x.shape)}")
+        h = self.head(x)
+        h = h + self.post(self.body(h))
+        return self.tail(self.upsample(h))
+
+
+class SRDiscriminator(_SRBase):
+    """conv-LeakyReLU(0.2), then 7 conv-BN-LeakyReLU blocks (strides 2,1,2,1,2,1,2; widths w, 2w, 2w, 4w, 4w, 8w,
+    8w), adaptive average pooling to `pool` x `pool`, dense(16w) - LeakyReLU - dense(1): one logit per image.
+    The paper's network: width 64 on 96x96 crops (pool 6 keeps its 6x6 map); any crop of at least 16x16 works."""
+
+    def __init__(self, channels: int = 3, width: int = 64, pool: int = 6, fused: bool = True):
+        super().__init__()
+        for name, v in (("channels", channels), ("width", width), ("pool", pool)):
+            _check_positive(name, v)
+        self.config = dict(channels=channels, width=width, pool=pool, fused=fused)
+        self.channels = channels
+        layers: list[nn.Module] = [_conv(channels, width, 3), nn.LeakyReLU(0.2)]
+        cin = width
+        for i, (mult, stride) in enumerate(((1, 2), (2, 1), (2, 2), (4, 1), (4, 2), (8, 1), (8, 2))):
+            layers += [_conv(cin, width * mult, 3, stride, bias=False), nn.BatchNorm2d(width * mult), nn.LeakyReLU(0.2)]
+            cin = width * mult
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(pool)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(cin * pool * pool, 16 * width), nn.LeakyReLU(0.2),
+                                        nn.Linear(16 * width, 1))
+        self._finish(fused)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.channels or min(x.shape[-2:]) < 16:
+            raise ValueError(f"SRDiscriminator: input must have shape (N, {self.channels}, H, W) with H, W >= 16, "
+                             f"got {tuple(x.shape)}")
+        return self.classifier(self.pool(self.features(x))).flatten()

@@ -1,0 +1,251 @@
+"""What every pygan trainer shares: the device, one checkpointed torch.Generator for all training randomness,
+autocast, the EMA of a model's weights, the stop on a non-finite loss, the JSONL log, atomic checkpoints with an
+exact resume, the loss-curve plot and the loop with its progress bar.
+
+pygan.train.Trainer (DCGAN) and pygan.sr.SRTrainer (SRResNet / SRGAN) subclass TrainerBase; a subclass provides
+`train_step`, the model part of its checkpoint (`models_state_dict` / `load_models_state_dict`) and, optionally,
+`on_sample` (every `sample_every` steps) and `finish` (after the last step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import time
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from pygan._io import atomic_path, atomic_torch_save
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable pygan checkpoint of the expected kind."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but no CUDA GPU is available")
+    return dev
+
+
+def grad_norm(params) -> float:
+    norms = [p.grad.detach().float().norm() for p in params if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else 0.0
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """ema <- decay * ema + (1 - decay) * model for parameters; buffers copied. Over the first steps the decay is
+    capped at (1 + step) / (10 + step), a near-plain average, so early weights are not dominated by the init."""
+    decay = min(decay, (1 + step) / (10 + step))
+    for pe, p in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(p, 1 - decay)
+    for be, b in zip(ema.buffers(), model.buffers()):
+        be.copy_(b)
+
+
+def read_checkpoint(path: str, fmt: str, what: str) -> dict:
+    """The checkpoint dict at `path`, whose 'format' must be `fmt`; CheckpointError (one line) otherwise."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {first}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a pygan {what} checkpoint")
+    return ckpt
+
+
+def plot_curves(path: str, history: list[dict], panels: list[tuple[str, dict[str, str]]]) -> None:
+    """A PNG with one panel per (y label, {record key: legend label}) over the logged steps; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3 * len(panels)), sharex=True, squeeze=False)
+    for ax, (ylabel, keys) in zip(axes[:, 0], panels):
+        for key, label in keys.items():
+            pts = [(r["step"], r[key]) for r in history if key in r]
+            if pts:
+                ax.plot(*zip(*pts), label=label)
+        ax.set_ylabel(ylabel)
+        if ax.lines:
+            ax.legend()
+    axes[-1, 0].set_xlabel("step")
+    fig.tight_layout()
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+class TrainerBase:
+    """The shared machinery; see the module docstring. `config` is a dataclass with at least: out, amp,
+    channels_last, seed, device, log_every, sample_every, checkpoint_every, progress (and steps, or a subclass's
+    total_steps)."""
+
+    checkpoint_format = ""  # set by subclasses: the 'format' written into and required of their checkpoints
+    checkpoint_kind = ""    # in error messages: "not a pygan <kind> checkpoint"
+    config_class: type = object
+
+    def _setup(self, config) -> None:
+        self.config = config
+        self.device = pick_device(config.device)
+        torch.manual_seed(config.seed)
+        self.gen = torch.Generator(self.device).manual_seed(config.seed)
+        self.step = 0
+        self.history: list[dict] = []
+
+    # ---------------------------------------------------------------- helpers for train_step
+    def autocast(self):
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.amp)
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        # loss scaling only matters for fp16 on a GPU
+        return torch.amp.GradScaler(self.device.type, enabled=self.config.amp == "fp16" and self.device.type == "cuda")
+
+    def prep(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
+
+    def check_finite(self, name: str, value: Tensor) -> None:
+        """Raises TrainingDiverged before any parameter or checkpoint is touched by a non-finite loss."""
+        if not torch.isfinite(value).all():
+            ckpt = self.checkpoint_path
+            last = (f"the last good checkpoint is {ckpt} "
+                    f"(step {torch.load(ckpt, map_location='cpu', weights_only=False)['step']})"
+                    if os.path.isfile(ckpt) else "no checkpoint was written yet")
+            raise TrainingDiverged(f"non-finite {name} loss ({float(value.detach())}) at step {self.step + 1}; training "
+                                   f"stopped, {last}. Try a lower learning rate, --amp none or a gradient penalty.")
+
+    def optimizer_step(self, loss: Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, params) -> float:
+        """Backward, unscale, step; returns the gradient norm of `params` (before the step)."""
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        norm = grad_norm(params)
+        scaler.step(opt)
+        scaler.update()
+        return norm
+
+    # ---------------------------------------------------------------- to be provided by subclasses
+    def train_step(self) -> dict:
+        raise NotImplementedError
+
+    def models_state_dict(self) -> dict:
+        raise NotImplementedError
+
+    def load_models_state_dict(self, ckpt: dict) -> None:
+        raise NotImplementedError
+
+    def on_sample(self) -> None:
+        """Every sample_every steps and after the last: sample grids, plots."""
+
+    def finish(self) -> dict:
+        """After the last step: final metrics (also returned by train)."""
+        return {}
+
+    def progress_postfix(self, record: dict) -> dict:
+        return {}
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.steps
+
+    # ---------------------------------------------------------------- log and checkpoints
+    @property
+    def checkpoint_path(self) -> str:
+        return os.path.join(self.config.out, "checkpoint.pt")
+
+    def log(self, record: dict) -> None:
+        self.history.append(record)
+        os.makedirs(self.config.out, exist_ok=True)
+        with open(os.path.join(self.config.out, "log.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+               "gen": self.gen.get_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {"format": self.checkpoint_format, "step": self.step, "config": dataclasses.asdict(self.config),
+                "rng": rng, **self.models_state_dict()}
+
+    def save_checkpoint(self, path: str | None = None) -> str:
+        path = path or self.checkpoint_path
+        atomic_torch_save(self.state_dict(), path)
+        return path
+
+    def load_state_dict(self, ckpt: dict) -> None:
+        self.load_models_state_dict(ckpt)
+        self.step = ckpt["step"]
+        rng = ckpt["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.gen.set_state(rng["gen"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        # the log keeps only what the restored state produced: lines after the checkpoint's step are dropped
+        log = os.path.join(self.config.out, "log.jsonl")
+        if os.path.isfile(log):
+            with open(log) as f:
+                keep = [r for r in map(json.loads, f) if r.get("step", 0) <= self.step]
+            with atomic_path(log, ".jsonl") as tmp, open(tmp, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in keep)
+            self.history = keep
+
+    @classmethod
+    def read_checkpoint(cls, path: str) -> dict:
+        return read_checkpoint(path, cls.checkpoint_format, cls.checkpoint_kind)
+
+    @classmethod
+    def resume(cls, path: str, dataset=None, **overrides):
+        """A trainer restored from a checkpoint; `overrides` may change e.g. `steps` (train longer) or `out`."""
+        ckpt = cls.read_checkpoint(path)
+        trainer = cls(cls.config_class(**{**ckpt["config"], **overrides}), dataset)
+        trainer.load_state_dict(ckpt)
+        return trainer
+
+    # ---------------------------------------------------------------- the loop
+    def train(self) -> dict:
+        """Runs to total_steps (config.steps unless a subclass says otherwise); returns `finish()`'s metrics."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        os.makedirs(cfg.out, exist_ok=True)
+        total = self.total_steps
+        bar = tqdm(total=total, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+        try:
+            while self.step < total:
+                t0 = time.perf_counter()
+                rec = self.train_step()
+                rec["sec_per_step"] = time.perf_counter() - t0
+                bar.update(1)
+                last = self.step == total
+                if self.step % cfg.log_every == 0 or last:
+                    self.log(rec)
+                    bar.set_postfix(self.progress_postfix(rec))
+                if self.step % cfg.sample_every == 0 or last:
+                    self.on_sample()
+                if self.step % cfg.checkpoint_every == 0 or last:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+        return self.finish()
