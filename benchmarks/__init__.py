@@ -11,4 +11,5 @@ SUITES = [
     "benchmarks.gan_loss",
     "benchmarks.blocks",
     "benchmarks.dcgan",
+    "benchmarks.srgan",
 ]

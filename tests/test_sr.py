@@ -241,6 +241,16 @@ def test_short_run_both_stages(tmp_path):
     assert (tmp_path / "run" / "samples" / "step_000006.png").is_file()
 
 
+def test_learning_rate_drops_tenfold_late_in_each_stage(tmp_path):
+    _write_images(tmp_path / "imgs")
+    tr = SRTrainer(tiny(tmp_path, tmp_path / "imgs", pretrain_steps=10, gan_steps=4, lr=1e-3))
+    rates = []
+    for step in range(14):
+        tr.step = step
+        rates.append(tr.learning_rate())
+    assert rates == pytest.approx([1e-3] * 8 + [1e-4] * 2 + [1e-3] * 2 + [1e-4] * 2)
+
+
 def test_resume_is_exact(tmp_path):
     _write_images(tmp_path / "imgs")
     full = SRTrainer(tiny(tmp_path / "a", tmp_path / "imgs", pretrain_steps=2, gan_steps=3))
@@ -261,6 +271,7 @@ def test_evaluation_table_on_held_out_photos(tmp_path):
     assert [r["image"] for r in m["images"]] == ["chelsea", "flower", "camera", "coins"]
     assert 20 < m["mean"]["bicubic/psnr_y"] < 40  # x2 bicubic on natural photos
     assert json.load(open(tmp_path / "run" / "metrics.json"))["step"] == 2
+    assert Image.open(tmp_path / "run" / "comparison.png").size == (2 * (4 * 128 + 3 * 4), 2 * 128)
 
 
 # ---------------------------------------------------------------- command line

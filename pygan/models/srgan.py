@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from pygan.fuse import fuse_in_place
+from pygan.models.dcgan import _check_positive
 
 SCALES = (2, 4)
 
@@ -24,11 +25,6 @@ def check_scale(scale) -> int:
     if not isinstance(scale, int) or scale not in SCALES:
         raise ValueError(f"scale must be 2 or 4, got {scale!r}")
     return scale
-
-
-def _check_positive(name: str, value) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _conv(cin: int, cout: int, k: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
