@@ -226,7 +226,11 @@ class SRTrainer(TrainerBase):
 
     def generators(self) -> dict[str, SRResNet]:
         """{'SRResNet': ..., 'SRGAN': ...} in eval mode (the stages this run has reached)."""
-        return generators_from_checkpoint(self.state_dict(), self.device)
+        # only what generators_from_checkpoint reads: no optimizer or RNG state is gathered
+        ckpt = {"config": {"pretrain_steps": self.config.pretrain_steps}, "step": self.step,
+                "G_srresnet": self.G_srresnet, "G_eval": self.evaluation_generator().state_dict(),
+                "G_config": self.G.config}
+        return generators_from_checkpoint(ckpt, self.device)
 
     # ---------------------------------------------------------------- checkpoints
     def models_state_dict(self) -> dict:
