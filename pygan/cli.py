@@ -63,6 +63,8 @@ SR_TRAIN_HELP = {
     "hr_crop": "size of the random HR training crops (a multiple of the scale)",
     "width": "generator channels (the paper: 64)",
     "blocks": "generator residual blocks (the paper: 16)",
+    "bicubic_skip": "add the bicubic upscaling of the input to the generator's output: it learns only the missing "
+                    "detail (--no-bicubic-skip: the paper's form)",
     "d_width": "discriminator width: channels of its first layer (the paper: 64)",
     "pretrain_steps": "SRResNet steps on the pixel MSE (stage 1)",
     "gan_steps": "SRGAN fine-tuning steps after stage 1 (0: SRResNet only)",

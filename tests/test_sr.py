@@ -12,6 +12,7 @@ from pygan.cli import main
 from pygan.data import DataError
 from pygan.fuse import fold_bn
 from pygan.models import ResidualBlock, SRDiscriminator, SRResNet
+from pygan.models.srgan import icnr_
 from pygan.sr import SRTrainConfig, SRTrainer, psnr, receptive_radius, rgb_to_y, ssim, upscale
 from pygan.sr.data import PairSampler, load_pairs, make_lr, read_image
 from pygan.sr.train import read_checkpoint
@@ -31,9 +32,9 @@ def _randomize_bn(model):
 
 
 # ---------------------------------------------------------------- models
-@pytest.mark.parametrize("scale", [2, 4])
-def test_srresnet_shapes_and_stock_twin(scale):
-    G = _randomize_bn(SRResNet(scale, 3, width=8, blocks=2))
+@pytest.mark.parametrize("scale,bicubic_skip", [(2, False), (4, False), (4, True)])
+def test_srresnet_shapes_and_stock_twin(scale, bicubic_skip):
+    G = _randomize_bn(SRResNet(scale, 3, width=8, blocks=2, bicubic_skip=bicubic_skip))
     x = torch.rand(2, 3, 11, 7)
     stock = G.to_stock()
     assert list(stock.state_dict()) == list(G.state_dict())
@@ -44,6 +45,17 @@ def test_srresnet_shapes_and_stock_twin(scale):
         y = G(x)
         assert y.shape == (2, 3, 11 * scale, 7 * scale)
         torch.testing.assert_close(y, stock(x), atol=1e-5, rtol=1e-5)
+
+
+def test_bicubic_skip_adds_the_bicubic_upscaling():
+    G = _randomize_bn(SRResNet(4, 3, width=8, blocks=2, bicubic_skip=True)).eval()
+    paper = SRResNet(4, 3, width=8, blocks=2).eval()
+    paper.load_state_dict(G.state_dict())  # same parameters: the skip adds none
+    x = torch.rand(2, 3, 9, 6)
+    bicubic = torch.nn.functional.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(G(x), paper(x) + bicubic)
+    with pytest.raises(ValueError, match="bicubic_skip must be True or False"):
+        SRResNet(4, bicubic_skip="yes")
 
 
 def test_residual_block_matches_stock_modules():
@@ -72,6 +84,19 @@ def test_upsampling_stage_is_conv_pixelshuffle_prelu():
     G = SRResNet(4, 3, width=4, blocks=1)
     kinds = [type(m).__name__ for m in G.upsample]
     assert kinds == ["Conv2d", "PixelShuffle", "PReLU"] * 2
+
+
+def test_subpixel_convolutions_start_as_nearest_neighbour_upsampling():
+    # ICNR: at initialisation conv + PixelShuffle(2) == a conv with a quarter of the outputs, then nearest x2
+    torch.manual_seed(0)
+    G = SRResNet(4, 3, width=5, blocks=1)
+    conv, shuffle = G.upsample[0], G.upsample[1]
+    x = torch.randn(2, 5, 7, 9)
+    base = torch.nn.functional.conv2d(x, conv.weight[::4], conv.bias[::4], padding=1)
+    torch.testing.assert_close(shuffle(conv(x)), base.repeat_interleave(2, -1).repeat_interleave(2, -2))
+    assert conv.weight[::4].std() > 0  # a real initialisation, not zeros
+    with pytest.raises(ValueError, match="out_channels .* multiple of factor"):
+        icnr_(torch.nn.Conv2d(4, 6, 3), 2)
 
 
 def test_discriminator_any_size_and_errors():
@@ -128,9 +153,9 @@ def test_metric_properties_and_errors():
 
 
 # ---------------------------------------------------------------- tiling
-@pytest.mark.parametrize("scale", [2, 4])
-def test_tiled_upscale_equals_untiled(scale):
-    G = _randomize_bn(SRResNet(scale, 3, width=6, blocks=2)).eval()
+@pytest.mark.parametrize("scale,bicubic_skip", [(2, False), (4, False), (2, True), (4, True)])
+def test_tiled_upscale_equals_untiled(scale, bicubic_skip):
+    G = _randomize_bn(SRResNet(scale, 3, width=6, blocks=2, bicubic_skip=bicubic_skip)).eval()
     lr = torch.rand(3, 37, 29)
     whole = upscale(G, lr, tile=0)
     for tile in (8, 16):

@@ -39,6 +39,7 @@ class SRTrainConfig:
     hr_crop: int = 96                 # HR crop size of the training pairs (a multiple of scale)
     width: int = 32                   # generator channels (the paper: 64)
     blocks: int = 6                   # residual blocks (the paper: 16)
+    bicubic_skip: bool = True         # generator output = bicubic upscaling + learned residual (the paper: False)
     d_width: int = 16                 # discriminator width (the paper: 64)
     pretrain_steps: int = 2400        # SRResNet steps on the pixel MSE
     gan_steps: int = 200              # SRGAN fine-tuning steps after that (0: SRResNet only)
@@ -101,7 +102,7 @@ class SRTrainer(TrainerBase):
         self._setup(cfg)
         self.pairs = dataset if dataset is not None else load_pairs(cfg.data, cfg.scale, cfg.hr_crop)
         self.data_gen = torch.Generator().manual_seed(cfg.seed)  # crops are cut on the CPU
-        self.G = SRResNet(cfg.scale, 3, cfg.width, cfg.blocks, fused=cfg.fused).to(self.device)
+        self.G = SRResNet(cfg.scale, 3, cfg.width, cfg.blocks, cfg.bicubic_skip, fused=cfg.fused).to(self.device)
         self.D = SRDiscriminator(3, cfg.d_width, fused=cfg.fused).to(self.device)
         if cfg.channels_last:
             self.G.to(memory_format=torch.channels_last)
