@@ -35,6 +35,8 @@ TRAIN_HELP = {
     "instance_noise_steps": "steps over which the instance noise decays (0: the whole run)",
     "gp_weight": "WGAN-GP gradient penalty weight (0: off)",
     "r1_weight": "R1 gradient penalty weight (0: off)",
+    "r1_every": "apply R1 on every this many discriminator steps only, its weight multiplied by as much (lazy "
+                "regularisation, StyleGAN2; 1: every step)",
     "ema_decay": "decay of the exponential moving average of G's weights used for samples (0: off)",
     "amp": "autocast precision: none, bf16 or fp16",
     "channels_last": "channels_last memory format for models and inputs",

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from pygan._io import atomic_torch_save
 from pygan.data import digits_split
 
-CLASSIFIER_VERSION = 1  # bump when the classifier or its training changes: old cache files are then ignored
+CLASSIFIER_VERSION = 2  # bump when the classifier or its training changes: old cache files are then ignored
 
 
 def cache_dir() -> str:
@@ -52,7 +52,21 @@ class DigitsClassifier(nn.Module):
         return self.head(self.body(x))
 
 
-def _train_classifier(size: int) -> tuple[DigitsClassifier, float]:
+def random_shifts(x: Tensor, max_shift: int, gen: torch.Generator, fill: float = -1.0) -> Tensor:
+    """Each image of (N, C, H, W) moved by its own random offset in [-max_shift, max_shift]^2, uncovered pixels
+    set to `fill` (the digits' background): pad, then one gathered crop per image."""
+    n, _, h, w = x.shape
+    p = max_shift
+    xp = F.pad(x, (p, p, p, p), value=fill)
+    oy = torch.randint(0, 2 * p + 1, (n, 1), generator=gen) + torch.arange(h)
+    ox = torch.randint(0, 2 * p + 1, (n, 1), generator=gen) + torch.arange(w)
+    return xp[torch.arange(n)[:, None, None], :, oy[:, :, None], ox[:, None, :]].permute(0, 3, 1, 2)
+
+
+def _train_classifier(size: int, epochs: int = 30, batch: int = 64) -> tuple[DigitsClassifier, float]:
+    # Measured at size 32 (held-out accuracy / mean confidence on held-out digits): 12 epochs at a constant
+    # 1e-3 with one shift per batch 0.942 / 0.936; one-cycle 12 epochs 0.967; per-image shifts and 30 epochs
+    # 0.992 / 0.990. A classifier unsure of real digits would score generated ones low for its own failings.
     train, held = digits_split(size)
     g = torch.Generator().manual_seed(0)
     with torch.random.fork_rng():
@@ -60,18 +74,19 @@ def _train_classifier(size: int) -> tuple[DigitsClassifier, float]:
         model = DigitsClassifier()
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     x, y = train.images, train.labels
-    for epoch in range(12):
+    per_epoch = (len(y) + batch - 1) // batch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=epochs * per_epoch)
+    for epoch in range(epochs):
         perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(y), 64):
-            idx = perm[i:i + 64]
-            xb = x[idx]
-            # small random shifts: generated digits are not pixel-aligned like the scanned ones
-            shift = torch.randint(-size // 16, size // 16 + 1, (2,), generator=g).tolist()
-            xb = torch.roll(xb, shifts=shift, dims=(2, 3))
+        for i in range(0, len(y), batch):
+            idx = perm[i:i + batch]
+            # random shifts: generated digits are not pixel-aligned like the scanned ones
+            xb = random_shifts(x[idx], size // 16, g)
             loss = F.cross_entropy(model(xb), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
     model.eval()
     with torch.no_grad():
         acc = (model(held.images).argmax(1) == held.labels).float().mean().item()

@@ -26,7 +26,7 @@ def test_frechet_distance_matches_closed_form():
 
 def test_classifier_cached_and_metrics(cache):
     model, acc = metrics.digits_classifier(16)
-    assert acc > 0.9
+    assert acc > 0.97
     files = list(cache.iterdir())
     assert len(files) == 1 and not files[0].name.startswith(".tmp")
     _, acc2 = metrics.digits_classifier(16)  # from the cache
@@ -42,6 +42,28 @@ def test_classifier_cached_and_metrics(cache):
     c = metrics.evaluate_digits(ones, n_boot=5)
     assert c["min_class_fraction"] < 0.05 and c["kl_from_uniform"] > 1.5
     assert c["frechet_distance"] > 3 * m["real_train_frechet_distance"]
+
+
+def test_random_shifts_move_each_image_by_its_own_offset():
+    x = torch.arange(2 * 25, dtype=torch.float).reshape(2, 1, 5, 5)
+    x = torch.cat([x] * 20)
+    out = metrics.random_shifts(x, 2, torch.Generator().manual_seed(0), fill=-7.0)
+    assert out.shape == x.shape
+    offsets = set()
+    for a, b in zip(x, out):
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if torch.equal(b, _shifted(a, dy, dx, -7.0))]
+        assert len(found) == 1
+        offsets.add(found[0])
+    assert len(offsets) > 5  # per image, not one shift for the batch
+
+
+def _shifted(a, dy, dx, fill):
+    out = torch.full_like(a, fill)
+    h, w = a.shape[-2:]
+    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = a[..., max(-dy, 0):h + min(-dy, 0),
+                                                                     max(-dx, 0):w + min(-dx, 0)]
+    return out
 
 
 def test_fid_needs_features():

@@ -44,6 +44,24 @@ def test_options(tmp_path, kw):
     assert all(torch.isfinite(torch.tensor([r["loss_d"], r["loss_g"]])).all() for r in tr.history if "loss_d" in r)
 
 
+@pytest.mark.parametrize("d_steps,r1_every,expect", [(1, 4, [0, 4]), (2, 3, [0, 3]), (1, 1, [0, 1, 2, 3, 4, 5])])
+def test_lazy_r1_on_every_kth_discriminator_step(tmp_path, monkeypatch, d_steps, r1_every, expect):
+    import pygan.losses as losses
+
+    d_steps_done, calls, real_r1 = [], [], losses.r1_penalty
+
+    def spy(D, real, weight, labels=None):
+        calls.append((len(d_steps_done), weight))  # index of the D step being computed, and the weight used
+        return real_r1(D, real, weight, labels=labels)
+
+    monkeypatch.setattr(losses, "r1_penalty", spy)
+    tr = Trainer(tiny(tmp_path, steps=6 // d_steps, d_steps=d_steps, r1_weight=0.5, r1_every=r1_every))
+    tr.opt_d.register_step_post_hook(lambda *a: d_steps_done.append(1))
+    tr.train()
+    assert len(d_steps_done) == 6
+    assert calls == [(i, 0.5 * r1_every) for i in expect]
+
+
 def _losses(tr):
     return [(r["loss_d"], r["loss_g"]) for r in tr.history if "loss_d" in r]
 
