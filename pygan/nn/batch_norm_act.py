@@ -3,15 +3,21 @@
 Same constructor arguments, parameters, buffers and state_dict keys as the stock BatchNorm modules (a state_dict
 moves between the two unchanged), plus `activation` and `negative_slope`. With activation='prelu' the module
 also owns the PReLU slope, a parameter named `slope` (1 or num_features values, initialised like nn.PReLU).
+
+sync=True (or convert_sync_batch_norm_act(model)) makes training-mode statistics those of the whole batch over
+all ranks of `process_group` (pygan.ops.sync_batch_norm_act), like torch.nn.SyncBatchNorm; outside an
+initialized torch.distributed run, or with one rank, it is the plain module.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 
 from pygan.ops import batch_norm_act, reference
+from pygan.ops.sync_batch_norm_act import sync_batch_norm_act
 
 
 class _BatchNormAct(_NormBase):
@@ -33,12 +39,16 @@ class _BatchNormAct(_NormBase):
         negative_slope: float = 0.01,
         prelu_parameters: int = 1,
         prelu_init: float = 0.25,
+        sync: bool = False,
+        process_group=None,
     ) -> None:
         if activation not in reference.ACTIVATIONS:
             raise ValueError(f"activation must be one of {reference.ACTIVATIONS}, got {activation!r}")
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         self.activation = activation
         self.negative_slope = float(negative_slope)
+        self.sync = bool(sync)
+        self.process_group = process_group
         if activation == "prelu":
             if prelu_parameters not in (1, num_features):
                 raise ValueError(f"prelu_parameters must be 1 or num_features ({num_features}), got {prelu_parameters}")
@@ -62,6 +72,10 @@ class _BatchNormAct(_NormBase):
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         track = not self.training or self.track_running_stats
+        if use_batch_stats and self._synchronized():
+            return sync_batch_norm_act(
+                input, self.running_mean if track else None, self.running_var if track else None, self.weight,
+                self.bias, factor, self.eps, self.activation, self.negative_slope, self.slope, self.process_group)
         return batch_norm_act(
             input,
             self.running_mean if track else None,
@@ -76,9 +90,13 @@ class _BatchNormAct(_NormBase):
             slope=self.slope,
         )
 
+    def _synchronized(self) -> bool:
+        return (getattr(self, "sync", False) and dist.is_available() and dist.is_initialized()
+                and dist.get_world_size(getattr(self, "process_group", None)) > 1)
+
     def extra_repr(self) -> str:
         act = self.activation + (f"({self.negative_slope})" if self.activation == "leaky_relu" else "")
-        return super().extra_repr() + f", activation={act}"
+        return super().extra_repr() + f", activation={act}" + (", sync=True" if self.sync else "")
 
 
 class BatchNormAct1d(_BatchNormAct):
@@ -97,3 +115,14 @@ class BatchNormAct3d(_BatchNormAct):
     """BatchNorm3d + activation over (N, C, D, H, W) input."""
 
     _expected_dims = (5,)
+
+
+def convert_sync_batch_norm_act(module: nn.Module, process_group=None) -> nn.Module:
+    """Every pygan BatchNormAct module inside `module` (itself included) synchronizes its batch statistics over
+    `process_group` (default: the world) from now on; returns `module`. The counterpart of
+    torch.nn.SyncBatchNorm.convert_sync_batchnorm, which leaves these modules alone. Parameters, buffers and
+    state_dict are unchanged."""
+    for m in module.modules():
+        if isinstance(m, _BatchNormAct):
+            m.sync, m.process_group = True, process_group
+    return module

@@ -1,0 +1,155 @@
+"""Synchronized fused BatchNorm across processes (CPU, gloo, 2 spawned ranks) against one process on the
+concatenated batch, in float64."""
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import pygan
+from pygan.nn import BatchNormAct2d, convert_sync_batch_norm_act
+from pygan.ops.sync_batch_norm_act import merge_statistics
+
+# (per-rank batch sizes, activation, channels_last, affine)
+CASES = [
+    ((3, 5), "leaky_relu", False, True),
+    ((4, 4), "relu", True, True),
+    ((1, 6), "prelu", False, True),
+    ((2, 3), "identity", False, False),
+    ((0, 5), "leaky_relu", False, True),  # a rank with an empty batch
+]
+
+
+def _module(C, activation, affine, sync):
+    torch.manual_seed(1)
+    m = BatchNormAct2d(C, affine=affine, activation=activation, negative_slope=0.2, momentum=0.3,
+                       prelu_parameters=C, sync=sync).double()
+    with torch.no_grad():
+        if affine:
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.uniform_(-0.5, 0.5)
+        m.running_var.fill_(2.0)
+        if m.slope is not None:
+            m.slope.uniform_(0.1, 0.3)
+    return m
+
+
+def _grads(m):
+    return [p.grad for p in m.parameters()]
+
+
+def _worker(rank, world, init_file):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        C, H, W = 3, 5, 4
+        for sizes, activation, channels_last, affine in CASES:
+            g = torch.Generator().manual_seed(0)
+            x = torch.randn(sum(sizes), C, H, W, generator=g, dtype=torch.float64) * 2 + 0.5
+            w = torch.randn(x.shape, generator=g, dtype=torch.float64)  # loss = sum(w * y): a non-uniform gradient
+            lo = sum(sizes[:rank])
+            x_r = x[lo:lo + sizes[rank]].clone()
+            if channels_last:
+                x_r = x_r.contiguous(memory_format=torch.channels_last)
+            x_r.requires_grad_(True)
+            synced = _module(C, activation, affine, sync=True)
+            y_r = synced(x_r)
+            (w[lo:lo + sizes[rank]] * y_r).sum().backward()
+            for p in synced.parameters():  # parameter gradients stay per rank (DDP averages them): add them up
+                dist.all_reduce(p.grad)
+
+            ref = _module(C, activation, affine, sync=False)
+            xr = x.clone().requires_grad_(True)
+            y = ref(xr)
+            (w * y).sum().backward()
+            what = f"case {sizes} {activation} rank {rank}"
+            torch.testing.assert_close(y_r, y[lo:lo + sizes[rank]], msg=what)
+            torch.testing.assert_close(x_r.grad, xr.grad[lo:lo + sizes[rank]], msg=what)
+            for a, b in zip(_grads(synced), _grads(ref)):
+                torch.testing.assert_close(a, b, msg=what)
+            torch.testing.assert_close(synced.running_mean, ref.running_mean, msg=what)
+            torch.testing.assert_close(synced.running_var, ref.running_var, msg=what)
+            if channels_last and sizes[rank] > 0:
+                assert y_r.is_contiguous(memory_format=torch.channels_last)
+        # half-precision input, float32 module (autocast-style): statistics in float32, as the local op
+        x = torch.randn(8, 3, 5, 4, generator=torch.Generator().manual_seed(5)).to(torch.bfloat16)
+        synced, ref = _module(3, "leaky_relu", True, sync=True).float(), _module(3, "leaky_relu", True, sync=False).float()
+        y_r, y = synced(x[4 * rank:4 * rank + 4]), ref(x)
+        assert y_r.dtype == torch.bfloat16
+        torch.testing.assert_close(y_r, y[4 * rank:4 * rank + 4], atol=2e-2, rtol=2e-2)
+        torch.testing.assert_close(synced.running_var, ref.running_var)
+        # eval mode is per rank (running statistics), as plain BatchNorm
+        synced.eval()
+        x = torch.randn(2, 3, 5, 4)
+        ref.load_state_dict(synced.state_dict())
+        torch.testing.assert_close(synced(x), ref.eval()(x))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+def test_sync_batch_norm_act_two_ranks_equals_one_process(tmp_path):
+    mp.spawn(_worker, args=(2, str(tmp_path / "store")), nprocs=2, join=True)
+
+
+def _net(dtype):
+    torch.manual_seed(2)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), BatchNormAct2d(8, activation="leaky_relu",
+                              negative_slope=0.2), torch.nn.Conv2d(8, 2, 3, padding=1), BatchNormAct2d(2))
+    return net.to(dtype)
+
+
+def _ddp_worker(rank, world, init_file):
+    # a user's own DDP script: convert, wrap, train; every rank ends with the parameters and statistics of one
+    # process training on the concatenated batch
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        for dtype, tol in ((torch.float64, {}), (torch.float32, dict(atol=1e-5, rtol=1e-4))):
+            net = torch.nn.parallel.DistributedDataParallel(convert_sync_batch_norm_act(_net(dtype)))
+            ref = _net(dtype)
+            opt, ref_opt = (torch.optim.SGD(m.parameters(), lr=0.1) for m in (net, ref))
+            g = torch.Generator().manual_seed(3)
+            for _ in range(3):
+                x = torch.randn(4 * world, 3, 6, 5, generator=g, dtype=dtype)
+                t = torch.randn(4 * world, 2, 6, 5, generator=g, dtype=dtype)
+                mine = slice(4 * rank, 4 * rank + 4)
+                for model, o, xs, ts in ((net, opt, x[mine], t[mine]), (ref, ref_opt, x, t)):
+                    o.zero_grad()
+                    torch.nn.functional.mse_loss(model(xs), ts).backward()
+                    o.step()
+            for a, b in zip(net.module.state_dict().values(), ref.state_dict().values()):
+                torch.testing.assert_close(a, b, **tol)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+def test_sync_batch_norm_act_under_ddp_equals_one_process(tmp_path):
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store")), nprocs=2, join=True)
+
+
+def test_merge_statistics_is_exact_for_unequal_groups():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(11, 4, generator=g, dtype=torch.float64) * 3 + 100  # large mean: sums of squares would cancel
+    parts = [x[:2], x[2:2], x[2:9], x[9:]]
+    counts = torch.tensor([len(p) for p in parts], dtype=torch.float64)
+    means = torch.stack([p.mean(0) if len(p) else torch.zeros(4, dtype=torch.float64) for p in parts])
+    m2s = torch.stack([((p - p.mean(0)) ** 2).sum(0) if len(p) else torch.zeros(4, dtype=torch.float64)
+                       for p in parts])
+    n, mean, var = merge_statistics(counts, means, m2s)
+    assert n == 11
+    torch.testing.assert_close(mean, x.mean(0))
+    torch.testing.assert_close(var, x.var(0, correction=0))
+
+
+def test_sync_module_without_a_process_group_is_the_plain_module():
+    assert not dist.is_initialized()
+    plain = _module(3, "leaky_relu", True, sync=False)
+    synced = convert_sync_batch_norm_act(torch.nn.Sequential(_module(3, "leaky_relu", True, sync=False)))[0]
+    assert synced.sync and "sync=True" in repr(synced)
+    x = torch.randn(4, 3, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(synced(x), plain(x))
+    torch.testing.assert_close(synced.running_var, plain.running_var)
+    with pytest.raises(RuntimeError, match="torch.distributed is not initialized"):
+        pygan.ops.sync_batch_norm_act(x, None, None)
