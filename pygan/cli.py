@@ -217,10 +217,13 @@ def cmd_train(a) -> int:
     given = {f.name: getattr(a, f.name) for f in dataclasses.fields(config_class) if getattr(a, f.name) is not None}
     if a.resume:
         trainer = trainer_class.resume(a.resume, **given)
-        print(f"resuming {a.resume} at step {trainer.step}", file=sys.stderr)
+        if trainer.is_main:
+            print(f"resuming {a.resume} at step {trainer.step}", file=sys.stderr)
     else:
         trainer = trainer_class(config_class(**given))
     metrics = trainer.train()
+    if not trainer.is_main:  # under torchrun: rank 0 reports
+        return 0
     print(f"checkpoint: {trainer.checkpoint_path}")
     if metrics and a.model == "srgan":
         print(f"x{metrics['scale']}, PSNR (dB) / SSIM on the Y channel, border crop {metrics['scale']}:")

@@ -5,6 +5,13 @@ instance noise, gradient-penalty mixing) whose state is checkpointed with the gl
 continues exactly: on CPU a resumed run produces the same losses as an uninterrupted one.
 Checkpoints are written atomically; a non-finite loss stops training with `TrainingDiverged` before any
 parameter or checkpoint is touched.
+
+Under torch.distributed (`torchrun --nproc_per_node=N -m pygan.cli train dcgan ...`), G and D are wrapped in
+DistributedDataParallel and `batch_size` is the global batch: every rank draws the same global minibatch (indices,
+latents, labels, noise) from the shared generator and keeps its own slice of it. A run therefore does not
+depend on the number of processes, and a checkpoint resumes with any number of them. BatchNorm statistics are
+synchronized over the ranks (pygan's fused sync op), in G always and in D unless a gradient penalty
+differentiates through D twice (not supported by the synchronized op yet): D then normalizes per rank.
 """
 
 from __future__ import annotations
@@ -136,8 +143,27 @@ class Trainer(TrainerBase):
         self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
         self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
         self.scaler_g, self.scaler_d = self.grad_scaler(), self.grad_scaler()
-        self.g_fwd = torch.compile(self.G) if cfg.compile else self.G
-        self.d_fwd = torch.compile(self.D) if cfg.compile else self.D
+        if cfg.batch_size % self.world_size:
+            raise ValueError(f"batch_size ({cfg.batch_size}) must be a multiple of the number of processes "
+                             f"({self.world_size}): it is the global batch, split evenly over the ranks")
+        per_rank = cfg.batch_size // self.world_size
+        self.my_slice = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
+        compile_ = torch.compile if cfg.compile else (lambda m: m)
+        # plain modules: G sampling fakes for D (no gradient) and D scoring fakes for G (D frozen), so that no
+        # gradient reaches the other network's DDP hooks
+        self.g_plain, self.d_plain = compile_(self.G), compile_(self.D)
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            from pygan.nn import convert_sync_batch_norm_act
+
+            convert_sync_batch_norm_act(self.G)
+            if not (cfg.gp_weight > 0 or cfg.r1_weight > 0):
+                convert_sync_batch_norm_act(self.D)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.g_fwd, self.d_fwd = compile_(DDP(self.G, device_ids=ids)), compile_(DDP(self.D, device_ids=ids))
+        else:
+            self.g_fwd, self.d_fwd = self.g_plain, self.d_plain
 
         self.images = self.data.images.to(self.device)
         self.labels = self.data.labels.to(self.device) if self.data.labels is not None else None
@@ -154,38 +180,41 @@ class Trainer(TrainerBase):
         return cfg.instance_noise * max(0.0, 1.0 - self.step / span)
 
     def _d_input(self, x: Tensor, std: float) -> Tensor:
-        if std > 0:
-            x = x + std * torch.randn(x.shape, generator=self.gen, device=x.device, dtype=x.dtype)
+        if std > 0:  # noise for the global batch, this rank's slice
+            shape = (self.config.batch_size, *x.shape[1:])
+            x = x + std * torch.randn(shape, generator=self.gen, device=x.device, dtype=x.dtype)[self.my_slice]
         return self.prep(x)
 
     def _latent(self, n: int) -> Tensor:
-        return torch.randn(n, self.config.latent_dim, generator=self.gen, device=self.device)
+        """This rank's slice of n (the global batch) latents."""
+        return torch.randn(n, self.config.latent_dim, generator=self.gen, device=self.device)[self.my_slice]
 
     def _fake_labels(self, n: int) -> Tensor | None:
         if not self.num_classes:
             return None
-        return torch.randint(0, self.num_classes, (n,), generator=self.gen, device=self.device)
+        return torch.randint(0, self.num_classes, (n,), generator=self.gen, device=self.device)[self.my_slice]
 
     def train_step(self) -> dict:
-        cfg, n = self.config, self.config.batch_size
+        cfg, n = self.config, self.config.batch_size  # n: the global batch; this rank keeps self.my_slice of it
+        mine = self.my_slice
         std = self._noise_std()
         self.G.train()
         self.D.train()
         for i in range(cfg.d_steps):
-            idx = torch.randint(0, len(self.images), (n,), generator=self.gen, device=self.device)
+            idx = torch.randint(0, len(self.images), (n,), generator=self.gen, device=self.device)[mine]
             real = self.images[idx]
             y = self.labels[idx] if self.num_classes else None
             z = self._latent(n)
             with self.autocast():
                 with torch.no_grad():
-                    fake = self.g_fwd(z, y) if y is not None else self.g_fwd(z)
+                    fake = self.g_plain(z, y) if y is not None else self.g_plain(z)
                 real_in, fake_in = self._d_input(real, std), self._d_input(fake.float(), std)
                 args = (y,) if y is not None else ()
                 out = losses.discriminator_loss(self.d_fwd(real_in, *args).float(), self.d_fwd(fake_in, *args).float(),
                                                 kind=cfg.loss, label_smoothing=cfg.label_smoothing)
             loss_d = out.loss
             if cfg.gp_weight > 0:
-                alpha = torch.rand(n, generator=self.gen, device=self.device)
+                alpha = torch.rand(n, generator=self.gen, device=self.device)[mine]
                 loss_d = loss_d + losses.gradient_penalty(self.D, real_in, fake_in, cfg.gp_weight, labels=y, alpha=alpha)
             if cfg.r1_weight > 0 and (self.step * cfg.d_steps + i) % cfg.r1_every == 0:
                 # lazy regularisation: the penalty's extra forward + double backward cost about as much as the
@@ -195,12 +224,17 @@ class Trainer(TrainerBase):
             gnorm_d = self.optimizer_step(loss_d, self.opt_d, self.scaler_d, self.D.parameters())
 
         z, yf = self._latent(n), self._fake_labels(n)
-        with self.autocast():
-            fake = self.g_fwd(z, yf) if yf is not None else self.g_fwd(z)
-            args = (yf,) if yf is not None else ()
-            gout = losses.generator_loss(self.d_fwd(self._d_input(fake.float(), std), *args).float(), kind=cfg.loss)
-        self.check_finite("generator", gout.loss)
-        gnorm_g = self.optimizer_step(gout.loss, self.opt_g, self.scaler_g, self.G.parameters())
+        self.D.requires_grad_(False)  # G's step needs D's input gradient only
+        try:
+            with self.autocast():
+                fake = self.g_fwd(z, yf) if yf is not None else self.g_fwd(z)
+                args = (yf,) if yf is not None else ()
+                gout = losses.generator_loss(self.d_plain(self._d_input(fake.float(), std), *args).float(),
+                                             kind=cfg.loss)
+            self.check_finite("generator", gout.loss)
+            gnorm_g = self.optimizer_step(gout.loss, self.opt_g, self.scaler_g, self.G.parameters())
+        finally:
+            self.D.requires_grad_(True)
         if self.G_ema is not None:
             ema_update(self.G_ema, self.G, cfg.ema_decay, self.step)
         self.step += 1
@@ -218,8 +252,12 @@ class Trainer(TrainerBase):
         """The generator for samples and evaluation, in eval mode: a copy of the EMA (or of G when EMA is off)
         whose BatchNorm running statistics are recomputed for its own weights (cached per step)."""
         if getattr(self, "_sampler_step", None) != self.step:
+            from pygan.nn import convert_sync_batch_norm_act
+
             src = self.G_ema if self.G_ema is not None else self.G
-            self._sampler = recalibrate_bn(copy.deepcopy(src), self.num_classes, seed=self.config.seed)
+            # rank 0 alone recalibrates: its copy must not wait for the other ranks' statistics
+            copy_ = convert_sync_batch_norm_act(copy.deepcopy(src), sync=False)
+            self._sampler = recalibrate_bn(copy_, self.num_classes, seed=self.config.seed)
             self._sampler_step = self.step
         return self._sampler
 

@@ -5,6 +5,10 @@ exact resume, the loss-curve plot and the loop with its progress bar.
 pygan.train.Trainer (DCGAN) and pygan.sr.SRTrainer (SRResNet / SRGAN) subclass TrainerBase; a subclass provides
 `train_step`, the model part of its checkpoint (`models_state_dict` / `load_models_state_dict`) and, optionally,
 `on_sample` (every `sample_every` steps) and `finish` (after the last step).
+
+Under torch.distributed (torchrun, or a process group the caller initialized) every rank runs the loop; the log
+file, samples, checkpoints and final evaluation come from rank 0 only (`is_main`), and the others wait for the
+checkpoint to be written before going on.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pygan import distributed
 from pygan._io import atomic_path, atomic_torch_save
 
 
@@ -106,7 +111,11 @@ class TrainerBase:
 
     def _setup(self, config) -> None:
         self.config = config
-        self.device = pick_device(config.device)
+        self.distributed = distributed.setup(config.device, pick_device)
+        d = self.distributed
+        self.rank, self.world_size = (d.rank, d.world_size) if d else (0, 1)
+        self.is_main = self.rank == 0
+        self.device = d.device if d else pick_device(config.device)
         torch.manual_seed(config.seed)
         self.gen = torch.Generator(self.device).manual_seed(config.seed)
         self.step = 0
@@ -175,6 +184,8 @@ class TrainerBase:
 
     def log(self, record: dict) -> None:
         self.history.append(record)
+        if not self.is_main:
+            return
         os.makedirs(self.config.out, exist_ok=True)
         with open(os.path.join(self.config.out, "log.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -188,8 +199,11 @@ class TrainerBase:
                 "rng": rng, **self.models_state_dict()}
 
     def save_checkpoint(self, path: str | None = None) -> str:
+        """Rank 0 writes (atomically); every rank returns once the file is complete."""
         path = path or self.checkpoint_path
-        atomic_torch_save(self.state_dict(), path)
+        if self.is_main:
+            atomic_torch_save(self.state_dict(), path)
+        distributed.barrier()
         return path
 
     def load_state_dict(self, ckpt: dict) -> None:
@@ -204,7 +218,7 @@ class TrainerBase:
             torch.cuda.set_rng_state_all(rng["cuda"])
         # the log keeps only what the restored state produced: lines after the checkpoint's step are dropped
         log = os.path.join(self.config.out, "log.jsonl")
-        if os.path.isfile(log):
+        if os.path.isfile(log) and self.is_main:
             with open(log) as f:
                 keep = [r for r in map(json.loads, f) if r.get("step", 0) <= self.step]
             with atomic_path(log, ".jsonl") as tmp, open(tmp, "w") as f:
@@ -229,9 +243,11 @@ class TrainerBase:
         from tqdm.auto import tqdm
 
         cfg = self.config
-        os.makedirs(cfg.out, exist_ok=True)
+        if self.is_main:
+            os.makedirs(cfg.out, exist_ok=True)
         total = self.total_steps
-        bar = tqdm(total=total, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=total, initial=self.step, disable=not (cfg.progress and self.is_main), unit="step",
+                   dynamic_ncols=True)
         try:
             while self.step < total:
                 t0 = time.perf_counter()
@@ -242,10 +258,12 @@ class TrainerBase:
                 if self.step % cfg.log_every == 0 or last:
                     self.log(rec)
                     bar.set_postfix(self.progress_postfix(rec))
-                if self.step % cfg.sample_every == 0 or last:
+                if (self.step % cfg.sample_every == 0 or last) and self.is_main:
                     self.on_sample()
                 if self.step % cfg.checkpoint_every == 0 or last:
                     self.save_checkpoint()
         finally:
             bar.close()
-        return self.finish()
+        metrics = self.finish() if self.is_main else {}
+        distributed.barrier()
+        return metrics

@@ -117,12 +117,12 @@ class BatchNormAct3d(_BatchNormAct):
     _expected_dims = (5,)
 
 
-def convert_sync_batch_norm_act(module: nn.Module, process_group=None) -> nn.Module:
+def convert_sync_batch_norm_act(module: nn.Module, process_group=None, sync: bool = True) -> nn.Module:
     """Every pygan BatchNormAct module inside `module` (itself included) synchronizes its batch statistics over
-    `process_group` (default: the world) from now on; returns `module`. The counterpart of
-    torch.nn.SyncBatchNorm.convert_sync_batchnorm, which leaves these modules alone. Parameters, buffers and
+    `process_group` (default: the world) from now on (sync=False: no longer); returns `module`. The counterpart
+    of torch.nn.SyncBatchNorm.convert_sync_batchnorm, which leaves these modules alone. Parameters, buffers and
     state_dict are unchanged."""
     for m in module.modules():
         if isinstance(m, _BatchNormAct):
-            m.sync, m.process_group = True, process_group
+            m.sync, m.process_group = bool(sync), process_group
     return module

@@ -100,6 +100,9 @@ class SRTrainer(TrainerBase):
         """`dataset` (optional): a pygan.sr.data.PairSampler to train on instead of `config.data`."""
         cfg = config.validate()
         self._setup(cfg)
+        if self.world_size > 1:
+            raise ValueError("pygan train srgan runs in one process; multi-process (torchrun) training is "
+                             "available for dcgan only so far")
         self.pairs = dataset if dataset is not None else load_pairs(cfg.data, cfg.scale, cfg.hr_crop)
         self.data_gen = torch.Generator().manual_seed(cfg.seed)  # crops are cut on the CPU
         self.G = SRResNet(cfg.scale, 3, cfg.width, cfg.blocks, cfg.bicubic_skip, fused=cfg.fused).to(self.device)
