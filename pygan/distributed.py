@@ -26,7 +26,7 @@ def setup(device: str, pick_device) -> Distributed | None:
     if not dist.is_initialized():
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return None
-        gpu = device != "cpu" and not device.startswith("cpu") and torch.cuda.is_available()
+        gpu = not device.startswith("cpu") and torch.cuda.is_available()
         dist.init_process_group("nccl" if gpu else "gloo")
     world = dist.get_world_size()
     if world <= 1:

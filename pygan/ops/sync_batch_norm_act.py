@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch._prims_common import suggest_memory_format
 
 from pygan import _ext
 from pygan.ops import reference
@@ -81,7 +82,7 @@ class _SyncBatchNormAct(torch.autograd.Function):
         input, weight, bias, slope, mean, invstd = ctx.saved_tensors
         activation, negative_slope, group, count = ctx.meta
         nd, acc = input.dim(), reference.acc_dtype(input.dtype)
-        args = (grad_y.contiguous(memory_format=_memory_format(input)), input, False, weight, bias, slope, mean,
+        args = (grad_y.contiguous(memory_format=suggest_memory_format(input)), input, False, weight, bias, slope, mean,
                 invstd, False, activation, negative_slope)
         backward = torch.ops.pygan.batch_norm_act_backward if _has_kernel(input) else \
             reference.batch_norm_act_backward
@@ -104,12 +105,6 @@ class _SyncBatchNormAct(torch.autograd.Function):
 
 def _has_kernel(t: Tensor) -> bool:
     return _ext.has_kernel(OP, t.device.type)
-
-
-def _memory_format(t: Tensor) -> torch.memory_format:
-    from torch._prims_common import suggest_memory_format
-
-    return suggest_memory_format(t)
 
 
 def sync_batch_norm_act(
