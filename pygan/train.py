@@ -143,27 +143,8 @@ class Trainer(TrainerBase):
         self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
         self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
         self.scaler_g, self.scaler_d = self.grad_scaler(), self.grad_scaler()
-        if cfg.batch_size % self.world_size:
-            raise ValueError(f"batch_size ({cfg.batch_size}) must be a multiple of the number of processes "
-                             f"({self.world_size}): it is the global batch, split evenly over the ranks")
-        per_rank = cfg.batch_size // self.world_size
-        self.my_slice = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
-        compile_ = torch.compile if cfg.compile else (lambda m: m)
-        # plain modules: G sampling fakes for D (no gradient) and D scoring fakes for G (D frozen), so that no
-        # gradient reaches the other network's DDP hooks
-        self.g_plain, self.d_plain = compile_(self.G), compile_(self.D)
-        if self.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            from pygan.nn import convert_sync_batch_norm_act
-
-            convert_sync_batch_norm_act(self.G)
-            if not (cfg.gp_weight > 0 or cfg.r1_weight > 0):
-                convert_sync_batch_norm_act(self.D)
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.g_fwd, self.d_fwd = compile_(DDP(self.G, device_ids=ids)), compile_(DDP(self.D, device_ids=ids))
-        else:
-            self.g_fwd, self.d_fwd = self.g_plain, self.d_plain
+        # D's BatchNorm stays per rank when a penalty differentiates through D twice (the sync op cannot)
+        self.distribute_models(cfg.batch_size, sync_d=not (cfg.gp_weight > 0 or cfg.r1_weight > 0))
 
         self.images = self.data.images.to(self.device)
         self.labels = self.data.labels.to(self.device) if self.data.labels is not None else None

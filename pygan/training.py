@@ -121,6 +121,32 @@ class TrainerBase:
         self.step = 0
         self.history: list[dict] = []
 
+    def distribute_models(self, batch_size: int, sync_d: bool = True) -> None:
+        """After self.G / self.D exist: this rank's slice of the global batch (`my_slice`), the plain (optionally
+        compiled) modules `g_plain` / `d_plain` - G making fakes for D without gradient, D scoring fakes for G while
+        frozen, so that no gradient reaches the other network's DDP hooks - and `g_fwd` / `d_fwd` for the
+        networks being trained: DistributedDataParallel with synchronized BatchNorm on several ranks (D's only
+        if sync_d), the plain modules otherwise."""
+        if batch_size % self.world_size:
+            raise ValueError(f"batch_size ({batch_size}) must be a multiple of the number of processes "
+                             f"({self.world_size}): it is the global batch, split evenly over the ranks")
+        per_rank = batch_size // self.world_size
+        self.my_slice = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
+        compile_ = torch.compile if self.config.compile else (lambda m: m)
+        self.g_plain, self.d_plain = compile_(self.G), compile_(self.D)
+        if self.world_size == 1:
+            self.g_fwd, self.d_fwd = self.g_plain, self.d_plain
+            return
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        from pygan.nn import convert_sync_batch_norm_act
+
+        convert_sync_batch_norm_act(self.G)
+        if sync_d:
+            convert_sync_batch_norm_act(self.D)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.g_fwd, self.d_fwd = compile_(DDP(self.G, device_ids=ids)), compile_(DDP(self.D, device_ids=ids))
+
     # ---------------------------------------------------------------- helpers for train_step
     def autocast(self):
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.amp)

@@ -3,6 +3,8 @@ concatenated batch, in float64."""
 
 import os
 
+import numpy as np
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -155,6 +157,23 @@ def test_sync_module_without_a_process_group_is_the_plain_module():
         pygan.ops.sync_batch_norm_act(x, None, None)
 
 
+def test_converter_replaces_stock_batch_norm_keeping_its_tensors():
+    torch.manual_seed(0)
+    stock = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    stock[1].weight.data.uniform_(0.5, 1.5)
+    stock[1].running_mean.uniform_(-1, 1)
+    params, keys = list(stock.parameters()), list(stock.state_dict())
+    x = torch.randn(2, 3, 7, 6)
+    expect_eval = stock.eval()(x)
+    converted = convert_sync_batch_norm_act(stock.train())
+    assert type(converted[1]).__name__ == "BatchNormAct2d" and converted[1].sync
+    assert all(a is b for a, b in zip(converted.parameters(), params))  # an optimizer keeps working
+    assert list(converted.state_dict()) == keys
+    torch.testing.assert_close(converted.eval()(x), expect_eval)
+    top = convert_sync_batch_norm_act(torch.nn.BatchNorm1d(5, affine=False, track_running_stats=False))
+    assert type(top).__name__ == "BatchNormAct1d" and top.weight is None and top.running_mean is None
+
+
 # ---------------------------------------------------------------- the DCGAN trainer on 2 ranks
 def _tiny(out, **kw):
     from pygan.train import TrainConfig
@@ -219,3 +238,58 @@ def test_dcgan_trainer_on_two_ranks_equals_one_process(tmp_path, kw):
     assert resumed.step == 3 and resumed.world_size == 1
     resumed.train()
     assert read_checkpoint(str(tmp_path / "resumed" / "checkpoint.pt"))["step"] == 5
+
+
+# ---------------------------------------------------------------- the SR trainer on 2 ranks
+def _sr_config(out, data):
+    from pygan.sr import SRTrainConfig
+
+    return SRTrainConfig(data=str(data), out=str(out), scale=2, hr_crop=16, width=4, blocks=1, d_width=2,
+                         pretrain_steps=2, gan_steps=2, batch_size=4, log_every=1, sample_every=2,
+                         checkpoint_every=2, eval=False, progress=False, device="cpu")
+
+
+def _sr_worker(rank, world, init_file, out, data):
+    from pygan.sr import SRTrainer
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        tr = SRTrainer(_sr_config(out, data))
+        assert tr.my_slice == slice(2 * rank, 2 * rank + 2)
+        tr.train()
+        for p in list(tr.G.state_dict().values()) + list(tr.D.state_dict().values()):
+            everyone = [torch.empty_like(p) for _ in range(world)]
+            dist.all_gather(everyone, p)
+            assert all(torch.equal(everyone[0], q) for q in everyone[1:])
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+def test_sr_trainer_on_two_ranks_equals_one_process(tmp_path):
+    from PIL import Image
+
+    from pygan.sr import SRTrainer
+    from pygan.sr.train import read_checkpoint
+
+    data = tmp_path / "imgs"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    two = tmp_path / "two"
+    mp.spawn(_sr_worker, args=(2, str(tmp_path / "store"), str(two), str(data)), nprocs=2, join=True)
+    one = SRTrainer(_sr_config(tmp_path / "one", data))
+    start = {k: v.clone() for k, v in one.G.state_dict().items()}
+    one.train()
+    assert len(open(two / "log.jsonl").read().splitlines()) == 4
+    ck_two, ck_one = read_checkpoint(str(two / "checkpoint.pt")), read_checkpoint(str(tmp_path / "one" / "checkpoint.pt"))
+    for part in ("G", "D"):
+        for k, v in ck_one[part].items():
+            if v.is_floating_point():
+                moved = (v - start[k]).abs().max() if part == "G" else 0
+                diff = (ck_two[part][k] - v).abs().max()
+                assert diff <= 1e-4 + 1e-3 * moved, (part, k, float(diff))
+    resumed = SRTrainer.resume(str(two / "checkpoint.pt"), out=str(tmp_path / "resumed"), gan_steps=3)
+    assert resumed.step == 4 and resumed.world_size == 1
+    resumed.train()

@@ -118,11 +118,31 @@ class BatchNormAct3d(_BatchNormAct):
 
 
 def convert_sync_batch_norm_act(module: nn.Module, process_group=None, sync: bool = True) -> nn.Module:
-    """Every pygan BatchNormAct module inside `module` (itself included) synchronizes its batch statistics over
-    `process_group` (default: the world) from now on (sync=False: no longer); returns `module`. The counterpart
-    of torch.nn.SyncBatchNorm.convert_sync_batchnorm, which leaves these modules alone. Parameters, buffers and
-    state_dict are unchanged."""
-    for m in module.modules():
+    """Synchronizes the batch statistics of every BatchNorm inside `module` (itself included) over
+    `process_group` (default: the world) from now on; returns `module` (or, if `module` is itself a stock
+    BatchNorm, its replacement). pygan's BatchNormAct modules are switched to sync; stock nn.BatchNorm{1,2,3}d
+    are replaced by BatchNormAct{1,2,3}d with the identity activation holding the very same parameter and buffer
+    tensors (state_dict keys unchanged, optimizers keep working) - unlike nn.SyncBatchNorm, that also runs on
+    CPUs (gloo). sync=False switches the pygan modules back (replacements stay: they compute the same). The
+    counterpart of nn.SyncBatchNorm.convert_sync_batchnorm, which leaves pygan's modules alone."""
+    if type(module) in _STOCK_TO_FUSED:
+        return _from_stock(module, process_group, sync)
+    for m in list(module.modules()):
         if isinstance(m, _BatchNormAct):
             m.sync, m.process_group = bool(sync), process_group
+        for name, child in list(m.named_children()):
+            if type(child) in _STOCK_TO_FUSED and sync:
+                setattr(m, name, _from_stock(child, process_group, sync))
     return module
+
+
+_STOCK_TO_FUSED = {nn.BatchNorm1d: BatchNormAct1d, nn.BatchNorm2d: BatchNormAct2d, nn.BatchNorm3d: BatchNormAct3d}
+
+
+def _from_stock(bn: nn.Module, process_group, sync: bool) -> _BatchNormAct:
+    fused = _STOCK_TO_FUSED[type(bn)](bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
+                                      device="meta", sync=sync, process_group=process_group)
+    for name in ("weight", "bias"):
+        setattr(fused, name, getattr(bn, name))
+    fused._buffers.update(bn._buffers)  # running_mean, running_var, num_batches_tracked: the same tensors
+    return fused.train(bn.training)

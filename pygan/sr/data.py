@@ -151,14 +151,16 @@ class PairSampler:
     def __len__(self) -> int:
         return len(self.hr)
 
-    def sample(self, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        """(LR (n, 3, c/s, c/s), HR (n, 3, c, c)): float32 CPU tensors in [0, 1]; `gen` is a CPU generator."""
+    def sample(self, n: int, gen: torch.Generator, keep: slice | None = None) -> tuple[Tensor, Tensor]:
+        """(LR (n, 3, c/s, c/s), HR (n, 3, c, c)): float32 CPU tensors in [0, 1]; `gen` is a CPU generator.
+        `keep`: cut only these of the n drawn crops (one rank's share: the draws, and so `gen`, are the same)."""
         s, c = self.scale, self.hr_crop
         which = torch.multinomial(self.weights, n, replacement=True, generator=gen).tolist()
         u = torch.rand(n, 2, generator=gen, dtype=torch.float64)
         aug = torch.randint(0, 8, (n,), generator=gen).tolist() if self.augment else [0] * n
         hrs, lrs = [], []
-        for k, i in enumerate(which):
+        for k in range(n)[keep or slice(None)]:
+            i = which[k]
             ph, pw = self.positions[i]
             y, x = int(u[k, 0] * ph), int(u[k, 1] * pw)
             hrs.append(_augment(self.hr[i][:, y * s: y * s + c, x * s: x * s + c], aug[k]))

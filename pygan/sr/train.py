@@ -5,6 +5,10 @@ checkpoint as `G_srresnet`. Steps after that fine-tune the same generator as SRG
 step on HR crops vs the generator's outputs, then one generator step on content loss (`content`: pixel MSE, or the
 VGG19 feature loss) + adv_weight x the adversarial loss (`loss`: a pygan.losses kind). Adam for both.
 
+Under torch.distributed it runs as the DCGAN trainer does (see pygan.train and TrainerBase.distribute_models):
+`batch_size` is the global batch, each rank cuts its share of the same draws, G and D in DDP with synchronized
+BatchNorm.
+
 The default configuration is the light one that finishes on a 2-core CPU in minutes; the paper's network is
 `width=64, blocks=16, d_width=64` (with 10^6 pretraining steps on ImageNet).
 """
@@ -100,9 +104,6 @@ class SRTrainer(TrainerBase):
         """`dataset` (optional): a pygan.sr.data.PairSampler to train on instead of `config.data`."""
         cfg = config.validate()
         self._setup(cfg)
-        if self.world_size > 1:
-            raise ValueError("pygan train srgan runs in one process; multi-process (torchrun) training is "
-                             "available for dcgan only so far")
         self.pairs = dataset if dataset is not None else load_pairs(cfg.data, cfg.scale, cfg.hr_crop)
         self.data_gen = torch.Generator().manual_seed(cfg.seed)  # crops are cut on the CPU
         self.G = SRResNet(cfg.scale, 3, cfg.width, cfg.blocks, cfg.bicubic_skip, fused=cfg.fused).to(self.device)
@@ -115,8 +116,7 @@ class SRTrainer(TrainerBase):
         self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.scaler_g, self.scaler_d = self.grad_scaler(), self.grad_scaler()
-        self.g_fwd = torch.compile(self.G) if cfg.compile else self.G
-        self.d_fwd = torch.compile(self.D) if cfg.compile else self.D
+        self.distribute_models(cfg.batch_size)
         self.vgg = None
         if cfg.content == "vgg" and cfg.gan_steps > 0:
             from pygan.sr.vgg import VGGFeatureLoss
@@ -139,7 +139,8 @@ class SRTrainer(TrainerBase):
 
     # ---------------------------------------------------------------- one iteration
     def _batch(self) -> tuple[Tensor, Tensor]:
-        lr, hr = self.pairs.sample(self.config.batch_size, self.data_gen)
+        # the global batch's draws, this rank's crops (see TrainerBase.distribute_models)
+        lr, hr = self.pairs.sample(self.config.batch_size, self.data_gen, keep=self.my_slice)
         return self.prep(lr.to(self.device, non_blocking=True)), self.prep(hr.to(self.device, non_blocking=True))
 
     def _content(self, sr: Tensor, hr: Tensor) -> Tensor:
@@ -169,21 +170,25 @@ class SRTrainer(TrainerBase):
             self.D.train()
             with self.autocast():
                 with torch.no_grad():
-                    sr = self.g_fwd(lr)
+                    sr = self.g_plain(lr)
                 out = losses.discriminator_loss(self.d_fwd(hr).float(), self.d_fwd(sr.float()).float(), kind=cfg.loss)
             self.check_finite("discriminator", out.loss)
             rec["grad_norm_d"] = self.optimizer_step(out.loss, self.opt_d, self.scaler_d, self.D.parameters())
             rec.update(loss_d=float(out.loss.detach()), d_real=float(out.real_score), d_fake=float(out.fake_score))
-        with self.autocast():
-            sr = self.g_fwd(lr).float()
-            content = self._content(sr, hr)
-            loss_g = content
-            if stage == "srgan":
-                adv = losses.generator_loss(self.d_fwd(sr).float(), kind=cfg.loss).loss
-                loss_g = content + cfg.adv_weight * adv
-                rec["loss_adv"] = float(adv.detach())
-        self.check_finite("generator", loss_g)
-        rec["grad_norm_g"] = self.optimizer_step(loss_g, self.opt_g, self.scaler_g, self.G.parameters())
+        self.D.requires_grad_(False)  # G's step needs D's input gradient only
+        try:
+            with self.autocast():
+                sr = self.g_fwd(lr).float()
+                content = self._content(sr, hr)
+                loss_g = content
+                if stage == "srgan":
+                    adv = losses.generator_loss(self.d_plain(sr).float(), kind=cfg.loss).loss
+                    loss_g = content + cfg.adv_weight * adv
+                    rec["loss_adv"] = float(adv.detach())
+            self.check_finite("generator", loss_g)
+            rec["grad_norm_g"] = self.optimizer_step(loss_g, self.opt_g, self.scaler_g, self.G.parameters())
+        finally:
+            self.D.requires_grad_(True)
         if self.G_ema is not None:
             ema_update(self.G_ema, self.G, cfg.ema_decay, self.step)
         self.step += 1
