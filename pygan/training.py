@@ -111,8 +111,7 @@ class TrainerBase:
 
     def _setup(self, config) -> None:
         self.config = config
-        self.distributed = distributed.setup(config.device, pick_device)
-        d = self.distributed
+        d = distributed.setup(config.device, pick_device)
         self.rank, self.world_size = (d.rank, d.world_size) if d else (0, 1)
         self.is_main = self.rank == 0
         self.device = d.device if d else pick_device(config.device)

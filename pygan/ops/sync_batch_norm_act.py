@@ -24,12 +24,9 @@ from torch._prims_common import suggest_memory_format
 
 from pygan import _ext
 from pygan.ops import reference
+from pygan.ops.reference import _channel_view as _view
 
 OP = "batch_norm_act"
-
-
-def _view(v: Tensor, nd: int) -> Tensor:
-    return v.reshape([1, -1] + [1] * (nd - 2))
 
 
 def merge_statistics(counts: Tensor, means: Tensor, m2s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -66,12 +63,11 @@ class _SyncBatchNormAct(torch.autograd.Function):
             raise ValueError(f"sync_batch_norm_act: expected more than 1 value per channel over all ranks when "
                              f"training, got input of size {tuple(input.shape)} and {count} in all")
         invstd = torch.rsqrt(var + eps)
+        ops = torch.ops.pygan if _has_kernel(input) else reference
         if running_mean is not None:
-            update = torch.ops.pygan.batch_norm_update_stats if _has_kernel(input) else \
-                reference.batch_norm_update_stats
-            update(running_mean, running_var, mean, invstd, float(momentum), float(eps), count)
+            ops.batch_norm_update_stats(running_mean, running_var, mean, invstd, float(momentum), float(eps), count)
         args = (input, weight, bias, mean, var, slope, False, float(eps), activation, float(negative_slope))
-        y = (torch.ops.pygan.batch_norm_act if _has_kernel(input) else reference.batch_norm_act)(*args)[0]
+        y = ops.batch_norm_act(*args)[0]
         ctx.save_for_backward(input, weight, bias, slope, mean, invstd)
         ctx.meta = (activation, float(negative_slope), group, count)
         return y
@@ -84,9 +80,8 @@ class _SyncBatchNormAct(torch.autograd.Function):
         nd, acc = input.dim(), reference.acc_dtype(input.dtype)
         args = (grad_y.contiguous(memory_format=suggest_memory_format(input)), input, False, weight, bias, slope, mean,
                 invstd, False, activation, negative_slope)
-        backward = torch.ops.pygan.batch_norm_act_backward if _has_kernel(input) else \
-            reference.batch_norm_act_backward
-        grad_eval, sum_dz_xhat, sum_dz, grad_s = backward(*args)
+        ops = torch.ops.pygan if _has_kernel(input) else reference
+        grad_eval, sum_dz_xhat, sum_dz, grad_s = ops.batch_norm_act_backward(*args)
         # the two per-channel sums of every rank, added in one collective
         sums = torch.cat([sum_dz.to(acc), sum_dz_xhat.to(acc)])
         dist.all_reduce(sums, group=group)
