@@ -10,8 +10,8 @@ Under torch.distributed (`torchrun --nproc_per_node=N -m pygan.cli train dcgan .
 DistributedDataParallel and `batch_size` is the global batch: every rank draws the same global minibatch (indices,
 latents, labels, noise) from the shared generator and keeps its own slice of it. A run therefore does not
 depend on the number of processes, and a checkpoint resumes with any number of them. BatchNorm statistics are
-synchronized over the ranks (pygan's fused sync op), in G always and in D unless a gradient penalty
-differentiates through D twice (not supported by the synchronized op yet): D then normalizes per rank.
+synchronized over the ranks (pygan's fused sync op) in G and D, gradient penalties (R1, WGAN-GP: double backward)
+included.
 """
 
 from __future__ import annotations
@@ -143,8 +143,7 @@ class Trainer(TrainerBase):
         self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
         self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
         self.scaler_g, self.scaler_d = self.grad_scaler(), self.grad_scaler()
-        # D's BatchNorm stays per rank when a penalty differentiates through D twice (the sync op cannot)
-        self.distribute_models(cfg.batch_size, sync_d=not (cfg.gp_weight > 0 or cfg.r1_weight > 0))
+        self.distribute_models(cfg.batch_size)
 
         self.images = self.data.images.to(self.device)
         self.labels = self.data.labels.to(self.device) if self.data.labels is not None else None

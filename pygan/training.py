@@ -120,12 +120,12 @@ class TrainerBase:
         self.step = 0
         self.history: list[dict] = []
 
-    def distribute_models(self, batch_size: int, sync_d: bool = True) -> None:
+    def distribute_models(self, batch_size: int) -> None:
         """After self.G / self.D exist: this rank's slice of the global batch (`my_slice`), the plain (optionally
         compiled) modules `g_plain` / `d_plain` - G making fakes for D without gradient, D scoring fakes for G while
         frozen, so that no gradient reaches the other network's DDP hooks - and `g_fwd` / `d_fwd` for the
-        networks being trained: DistributedDataParallel with synchronized BatchNorm on several ranks (D's only
-        if sync_d), the plain modules otherwise."""
+        networks being trained: DistributedDataParallel with synchronized BatchNorm on several ranks, the plain
+        modules otherwise."""
         if batch_size % self.world_size:
             raise ValueError(f"batch_size ({batch_size}) must be a multiple of the number of processes "
                              f"({self.world_size}): it is the global batch, split evenly over the ranks")
@@ -141,8 +141,7 @@ class TrainerBase:
         from pygan.nn import convert_sync_batch_norm_act
 
         convert_sync_batch_norm_act(self.G)
-        if sync_d:
-            convert_sync_batch_norm_act(self.D)
+        convert_sync_batch_norm_act(self.D)
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.g_fwd, self.d_fwd = compile_(DDP(self.G, device_ids=ids)), compile_(DDP(self.D, device_ids=ids))
 

@@ -57,6 +57,11 @@ def _worker(rank, world, init_file):
             x_r.requires_grad_(True)
             synced = _module(C, activation, affine, sync=True)
             y_r = synced(x_r)
+            # activation-only saving, as the local op: invertible activations keep the output, not the input
+            kept = y_r.grad_fn.saved_tensors[0]
+            what = f"case {sizes} {activation} rank {rank}"
+            if sizes[rank] > 0:
+                assert (kept.data_ptr() == y_r.data_ptr()) == (activation != "relu"), what
             (w[lo:lo + sizes[rank]] * y_r).sum().backward()
             for p in synced.parameters():  # parameter gradients stay per rank (DDP averages them): add them up
                 dist.all_reduce(p.grad)
@@ -65,7 +70,6 @@ def _worker(rank, world, init_file):
             xr = x.clone().requires_grad_(True)
             y = ref(xr)
             (w * y).sum().backward()
-            what = f"case {sizes} {activation} rank {rank}"
             torch.testing.assert_close(y_r, y[lo:lo + sizes[rank]], msg=what)
             torch.testing.assert_close(x_r.grad, xr.grad[lo:lo + sizes[rank]], msg=what)
             for a, b in zip(_grads(synced), _grads(ref)):
@@ -74,6 +78,7 @@ def _worker(rank, world, init_file):
             torch.testing.assert_close(synced.running_var, ref.running_var, msg=what)
             if channels_last and sizes[rank] > 0:
                 assert y_r.is_contiguous(memory_format=torch.channels_last)
+            _check_double_backward(rank, sizes, activation, channels_last, affine, x, w, what)
         # half-precision input, float32 module (autocast-style): statistics in float32, as the local op
         x = torch.randn(8, 3, 5, 4, generator=torch.Generator().manual_seed(5)).to(torch.bfloat16)
         synced, ref = _module(3, "leaky_relu", True, sync=True).float(), _module(3, "leaky_relu", True, sync=False).float()
@@ -88,6 +93,31 @@ def _worker(rank, world, init_file):
         torch.testing.assert_close(synced(x), ref.eval()(x))
     finally:
         dist.destroy_process_group()
+
+
+def _check_double_backward(rank, sizes, activation, channels_last, affine, x, w, what):
+    """An R1-like penalty through the synchronized layer: sum(v * (d sum(w * y) / dx)^2), then backward -
+    gradients of input and parameters equal one process's on the concatenated batch."""
+    v = torch.rand(x.shape, generator=torch.Generator().manual_seed(7), dtype=x.dtype)
+    lo, hi = sum(sizes[:rank]), sum(sizes[:rank + 1])
+
+    def penalty(module, xs, ws, vs):
+        (gx,) = torch.autograd.grad((ws * module(xs)).sum(), xs, create_graph=True)
+        (vs * gx * gx).sum().backward()
+
+    x_r = x[lo:hi].clone()
+    if channels_last:
+        x_r = x_r.contiguous(memory_format=torch.channels_last)
+    x_r.requires_grad_(True)
+    synced = _module(x.shape[1], activation, affine, sync=True)
+    penalty(synced, x_r, w[lo:hi], v[lo:hi])
+    for p in synced.parameters():
+        dist.all_reduce(p.grad)
+    ref, xr = _module(x.shape[1], activation, affine, sync=False), x.clone().requires_grad_(True)
+    penalty(ref, xr, w, v)
+    torch.testing.assert_close(x_r.grad, xr.grad[lo:hi], msg="double backward " + what)
+    for a, b in zip(_grads(synced), _grads(ref)):
+        torch.testing.assert_close(a, b, msg="double backward " + what)
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
@@ -193,10 +223,9 @@ def _train_worker(rank, world, init_file, out, kw):
         assert tr.world_size == world and tr.is_main == (rank == 0)
         assert tr.my_slice == slice(4 * rank, 4 * rank + 4)  # half of the global batch of 8 each
         tr.train()
-        # every rank holds the same model; D's running statistics too unless a penalty keeps its BN per rank
-        d_synced = any(getattr(m, "sync", False) for m in tr.D.modules())
-        assert d_synced == (tr.config.r1_weight == 0) and any(getattr(m, "sync", False) for m in tr.G.modules())
-        same = list(tr.G.state_dict().values()) + list(tr.D.state_dict().values() if d_synced else tr.D.parameters())
+        # every rank holds the same model, running statistics included: BatchNorm is synchronized in G and D
+        assert all(any(getattr(m, "sync", False) for m in net.modules()) for net in (tr.G, tr.D))
+        same = list(tr.G.state_dict().values()) + list(tr.D.state_dict().values())
         for p in same:
             everyone = [torch.empty_like(p) for _ in range(world)]
             dist.all_gather(everyone, p.detach())
@@ -228,10 +257,9 @@ def test_dcgan_trainer_on_two_ranks_equals_one_process(tmp_path, kw):
         if not s1[k].is_floating_point():
             continue
         assert torch.isfinite(s2[k]).all()
-        if not kw:  # BatchNorm synchronized in G and D: the same computation up to rounding
-            moved, diff = (s1[k] - start[k]).abs().max(), (s2[k] - s1[k]).abs().max()
-            assert diff <= 1e-4 + 1e-3 * moved, (k, float(diff), float(moved))
-        # (with R1, D normalizes per rank: another computation, and Adam's first, sign-like steps tell apart)
+        # BatchNorm synchronized in G and D (R1's double backward too): the same computation up to rounding
+        moved, diff = (s1[k] - start[k]).abs().max(), (s2[k] - s1[k]).abs().max()
+        assert diff <= 1e-4 + 1e-3 * moved, (k, float(diff), float(moved))
     # resume with 1 process from the 2-process checkpoint: it continues the same global minibatch stream
     assert torch.equal(ck_two["rng"]["gen"], ck_one["rng"]["gen"])
     resumed = Trainer.resume(str(two / "checkpoint.pt"), out=str(tmp_path / "resumed"), steps=5)

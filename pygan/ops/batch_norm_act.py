@@ -96,8 +96,7 @@ def _stat_input_grad(saved, saved_is_output, weight, bias, slope, mean, invstd, 
     view = lambda v: v.to(acc).reshape([1, -1] + [1] * (nd - 2))  # noqa: E731
     if saved_is_output:
         s = saved.to(acc)
-        sl = view(slope) if activation == "prelu" else negative_slope
-        z = torch.where(s > 0, s, s / sl) if activation in ("leaky_relu", "prelu") else s
+        z = reference.activation_inverse(s, activation, view(slope) if activation == "prelu" else negative_slope)
         x_hat = (z - (view(bias) if bias is not None else 0)) / (view(weight) if weight is not None else 1)
     else:
         x_hat = (saved.to(acc) - view(mean)) * view(invstd)

@@ -46,6 +46,13 @@ def activation_forward(z: Tensor, activation: str, slope, negative_slope: float 
     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
 
 
+def activation_inverse(y: Tensor, activation: str, slope) -> Tensor:
+    """z from y = act(z) for the invertible activations (identity; leaky_relu / prelu with positive slopes)."""
+    if activation == "relu":
+        raise ValueError("relu is not invertible")
+    return torch.where(y > 0, y, y / slope) if activation in ("leaky_relu", "prelu") else y
+
+
 def activation_derivative(z: Tensor, activation: str, slope) -> Tensor:
     """d act / dz; at z == 0 the negative branch's value, as PyTorch's kernels."""
     if activation == "identity":
@@ -137,7 +144,7 @@ def batch_norm_act_backward(
     if saved_is_output:
         if activation == "relu":
             raise ValueError("batch_norm_act_backward: relu is not invertible; save the input")
-        z = torch.where(s > 0, s, s / sl) if activation in ("leaky_relu", "prelu") else s
+        z = activation_inverse(s, activation, sl)
         shifted = z - beta if beta is not None else z
         x_hat = shifted / gamma if gamma is not None else shifted
     else:

@@ -10,9 +10,16 @@ Backward: the fused backward kernel's eval path gives, per rank, weight * invstd
 sum(dz) and sum(dz * x_hat); one all_reduce adds those sums over the ranks, and the input gradient is completed
 with them (grad_input = weight * invstd * (dz - sum(dz) / N - x_hat * sum(dz * x_hat) / N)). Parameter gradients
 stay per rank, as torch.nn.SyncBatchNorm's do: DistributedDataParallel averages them with everything else.
+So: one collective per direction per layer.
 
-So: one collective per direction per layer. Double backward (gradient penalties through a synchronized layer) is
-not supported: it raises.
+Activation-only saving as in batch_norm_act: when x_hat can be recovered from the output (identity, leaky_relu /
+prelu with positive slopes, well-conditioned weight and bias), only the output is kept for backward.
+
+Double backward (gradient penalties such as R1 through synchronized layers): a backward that builds a graph
+(create_graph=True) computes the same formula with differentiable operations and a differentiable all_reduce,
+and the global mean and invstd are outputs of the autograd function, so gradients reaching them (the statistics
+depend on every rank's input) are summed over the ranks and passed on: higher derivatives are those of one
+process on the concatenated batch.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from torch._prims_common import suggest_memory_format
 
 from pygan import _ext
 from pygan.ops import reference
+from pygan.ops.batch_norm_act import can_recover_from_output
 from pygan.ops.reference import _channel_view as _view
 
 OP = "batch_norm_act"
@@ -37,6 +45,22 @@ def merge_statistics(counts: Tensor, means: Tensor, m2s: Tensor) -> tuple[Tensor
     mean = (w * means).sum(0) / total
     m2 = (m2s + w * (means - mean) ** 2).sum(0)
     return total, mean, m2 / total
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """all_reduce(SUM) as a differentiable function: the sum over ranks is its own adjoint. (The same thing as
+    torch.distributed.nn.functional.all_reduce, which is deprecated.)"""
+
+    @staticmethod
+    def forward(ctx, tensor, group):
+        ctx.group = group
+        tensor = tensor.clone()
+        dist.all_reduce(tensor, group=group)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _AllReduceSum.apply(grad.contiguous(), ctx.group), None
 
 
 class _SyncBatchNormAct(torch.autograd.Function):
@@ -63,35 +87,58 @@ class _SyncBatchNormAct(torch.autograd.Function):
             raise ValueError(f"sync_batch_norm_act: expected more than 1 value per channel over all ranks when "
                              f"training, got input of size {tuple(input.shape)} and {count} in all")
         invstd = torch.rsqrt(var + eps)
-        ops = torch.ops.pygan if _has_kernel(input) else reference
+        kernels = _has_kernel(input)
+        ops = torch.ops.pygan if kernels else reference
         if running_mean is not None:
             ops.batch_norm_update_stats(running_mean, running_var, mean, invstd, float(momentum), float(eps), count)
         args = (input, weight, bias, mean, var, slope, False, float(eps), activation, float(negative_slope))
         y = ops.batch_norm_act(*args)[0]
-        ctx.save_for_backward(input, weight, bias, slope, mean, invstd)
-        ctx.meta = (activation, float(negative_slope), group, count)
-        return y
+        from_output = kernels and can_recover_from_output(activation, negative_slope, weight, bias, slope, input.dtype)
+        ctx.save_for_backward(y if from_output else input, weight, bias, slope, mean, invstd)
+        ctx.meta = (from_output, activation, float(negative_slope), group, count, kernels)
+        ctx.set_materialize_grads(False)
+        return y, mean, invstd
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_y):
-        input, weight, bias, slope, mean, invstd = ctx.saved_tensors
-        activation, negative_slope, group, count = ctx.meta
-        nd, acc = input.dim(), reference.acc_dtype(input.dtype)
-        args = (grad_y.contiguous(memory_format=suggest_memory_format(input)), input, False, weight, bias, slope, mean,
-                invstd, False, activation, negative_slope)
-        ops = torch.ops.pygan if _has_kernel(input) else reference
+    def backward(ctx, grad_y, grad_mean, grad_invstd):
+        saved, weight, bias, slope, mean, invstd = ctx.saved_tensors
+        from_output, activation, negative_slope, group, count, kernels = ctx.meta
+        nd, acc, C = saved.dim(), reference.acc_dtype(saved.dtype), saved.shape[1]
+        # create_graph=True: everything below is built from differentiable operations (reference formulas, the
+        # differentiable all_reduce); otherwise the fused kernel and a plain in-place all_reduce
+        graph = torch.is_grad_enabled()
+        if grad_y is None:
+            grad_y = torch.zeros_like(saved)
+        args = (grad_y.contiguous(memory_format=suggest_memory_format(saved)), saved, from_output, weight, bias, slope,
+                mean, invstd, False, activation, negative_slope)
+        ops = torch.ops.pygan if kernels and not graph else reference
         grad_eval, sum_dz_xhat, sum_dz, grad_s = ops.batch_norm_act_backward(*args)
-        # the two per-channel sums of every rank, added in one collective
-        sums = torch.cat([sum_dz.to(acc), sum_dz_xhat.to(acc)])
-        dist.all_reduce(sums, group=group)
-        C = input.shape[1]
-        g_mean_dz, g_mean_dz_xhat = sums[:C] / count, sums[C:] / count
-        scale = invstd * (weight.to(acc) if weight is not None else 1)
-        x_hat = (input.to(acc) - _view(mean, nd)) * _view(invstd, nd)
-        grad_x = grad_eval.to(acc) - _view(scale, nd) * (_view(g_mean_dz, nd) + x_hat * _view(g_mean_dz_xhat, nd))
+        # the per-channel sums of every rank, added in one collective: sum(dz), sum(dz * x_hat), and the gradients
+        # reaching the global statistics (none unless a double backward differentiates through them)
+        pad = lambda g: g.to(acc) if g is not None else sum_dz.new_zeros(C, dtype=acc)  # noqa: E731
+        local = torch.cat([sum_dz.to(acc), sum_dz_xhat.to(acc), pad(grad_mean), pad(grad_invstd)])
+        if graph:
+            total = _AllReduceSum.apply(local, group)
+        else:
+            total = local
+            dist.all_reduce(total, group=group)
+        a, b, g_mean, g_invstd = (total / count).split(C)
+        # grad_input = grad_eval - scale * (a + b * x_hat) + g_mean - g_invstd * invstd^2 * x_hat, and x_hat is
+        # per channel affine in a tensor u at hand: x_hat = (u - m) * k - u the input, m its mean, k invstd; or,
+        # saved output, u = act^-1(y), m the bias, k 1 / weight. So grad_input = grad_eval + c0 + c1 * u.
+        scale = invstd * weight.to(acc) if weight is not None else invstd
+        if from_output:
+            sl = reference._slope_view(activation, slope, negative_slope, nd, acc)
+            u = reference.activation_inverse(saved.to(acc), activation, sl)
+            m = bias.to(acc) if bias is not None else torch.zeros_like(scale)
+            k = 1 / weight.to(acc) if weight is not None else torch.ones_like(scale)
+        else:
+            u, m, k = saved.to(acc), mean, invstd
+        q = (scale * b + g_invstd * invstd * invstd) * k
+        c0, c1 = g_mean - scale * a + q * m, -q
+        grad_x = torch.addcmul(grad_eval.to(acc) + _view(c0, nd), _view(c1, nd), u)
         need = ctx.needs_input_grad
-        return (grad_x.to(input.dtype) if need[0] else None,
+        return (grad_x.to(saved.dtype) if need[0] else None,
                 sum_dz_xhat.to(weight.dtype) if need[1] else None,
                 sum_dz.to(bias.dtype) if need[2] else None,
                 grad_s if need[3] else None,
@@ -100,8 +147,6 @@ class _SyncBatchNormAct(torch.autograd.Function):
 
 def _has_kernel(t: Tensor) -> bool:
     return _ext.has_kernel(OP, t.device.type)
-
-
 def sync_batch_norm_act(
     input: Tensor,
     running_mean: Tensor | None,
@@ -130,4 +175,4 @@ def sync_batch_norm_act(
     if not _has_kernel(input):
         _ext.fallback(OP, input.device.type)
     return _SyncBatchNormAct.apply(input, weight, bias, slope, running_mean, running_var, momentum, eps, activation,
-                                   negative_slope, group)
+                                   negative_slope, group)[0]
