@@ -147,6 +147,9 @@ class _SyncBatchNormAct(torch.autograd.Function):
 
 def _has_kernel(t: Tensor) -> bool:
     return _ext.has_kernel(OP, t.device.type)
+# torch.compile runs it eagerly between compiled graphs (a graph break per layer): the collectives and the host
+# read of the global count (for the running variance's unbiasing) are not traceable as written.
+@torch.compiler.disable
 def sync_batch_norm_act(
     input: Tensor,
     running_mean: Tensor | None,
