@@ -82,9 +82,15 @@ def _worker(rank, world, init_file):
         # half-precision input, float32 module (autocast-style): statistics in float32, as the local op
         x = torch.randn(8, 3, 5, 4, generator=torch.Generator().manual_seed(5)).to(torch.bfloat16)
         synced, ref = _module(3, "leaky_relu", True, sync=True).float(), _module(3, "leaky_relu", True, sync=False).float()
-        y_r, y = synced(x[4 * rank:4 * rank + 4]), ref(x)
+        x.requires_grad_(True)
+        x_r = x.detach()[4 * rank:4 * rank + 4].clone().requires_grad_(True)
+        y_r, y = synced(x_r), ref(x)
         assert y_r.dtype == torch.bfloat16
         torch.testing.assert_close(y_r, y[4 * rank:4 * rank + 4], atol=2e-2, rtol=2e-2)
+        w = torch.randn(y.shape, generator=torch.Generator().manual_seed(6)).to(torch.bfloat16)
+        (w[4 * rank:4 * rank + 4] * y_r).float().sum().backward()  # from the kept bf16 output
+        (w * y).float().sum().backward()
+        torch.testing.assert_close(x_r.grad, x.grad[4 * rank:4 * rank + 4], atol=3e-2, rtol=3e-2)
         torch.testing.assert_close(synced.running_var, ref.running_var)
         # eval mode is per rank (running statistics), as plain BatchNorm
         synced.eval()
