@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case
+from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, saved_tensor_bytes
 from pygan.losses import discriminator_loss, generator_loss
 from pygan.models import DCGANDiscriminator, DCGANGenerator
 
@@ -50,6 +50,14 @@ def _iteration(G, D, real, z, d_loss, g_loss, amp_dtype):
     return run
 
 
+def _g_step_saved(G, D, z, g_loss, amp_dtype) -> int:
+    """Bytes autograd keeps for the G step's backward (G's and D's activations: the iteration's largest graph)."""
+    def forward():
+        with torch.autocast(z.device.type, amp_dtype, enabled=amp_dtype is not None):
+            return g_loss(D(G(z)).float())
+    return saved_tensor_bytes(forward)
+
+
 def _d_only(D, x):
     def run():
         D(x).sum().backward()
@@ -82,7 +90,8 @@ def cases(device: str, quick: bool) -> list[Case]:
                     STOCK_COMPILE: _iteration(scG, scD, real, z, _stock_losses, _stock_g_loss, amp),
                     PYGAN: _iteration(G, D, real, z, _pygan_losses, _pygan_g_loss, amp),
                     PYGAN_COMPILE: _iteration(cG, cD, real, z, _pygan_losses, _pygan_g_loss, amp),
-                }))
+                }, saved_bytes={STOCK_EAGER: _g_step_saved(sG, sD, z, _stock_g_loss, amp),
+                                PYGAN: _g_step_saved(G, D, z, _pygan_g_loss, amp)}))
     batch = 2 if quick else 32
     D = DCGANDiscriminator(size, 3, width).to(device)
     sD = D.to_stock().to(device)
