@@ -19,6 +19,7 @@ from pygan import _ext
 from pygan.ops import recompute
 from pygan.ops import reference
 from pygan.ops.fake_checks import check_like_kernel
+from pygan.ops.op_function import differentiable
 
 OP = "batch_norm_act"
 
@@ -50,7 +51,7 @@ def batch_norm_act(
     kernels = _ext.has_kernel(OP, input.device.type)
     if not kernels:
         _ext.fallback(OP, input.device.type)
-    y, mean, invstd = torch.ops.pygan.batch_norm_act(*args) if kernels else reference.batch_norm_act(*args)
+    y, mean, invstd = _batch_norm_act(*args) if kernels else reference.batch_norm_act(*args)
     if activation == "relu" and training and kernels and not torch.compiler.is_compiling():
         recompute.offer(y, input, weight, bias, mean, invstd, eps, suggest_memory_format(input))
     if training and running_mean is not None:
@@ -76,16 +77,25 @@ def can_recover_from_output(
         return False
     if _tracing(weight, bias, slope):
         return False
+    args = (weight, bias, slope, activation, float(negative_slope), dtype)
+    if torch._C._len_torch_dispatch_stack() == 0:
+        return torch.ops.pygan.batch_norm_act_recoverable(*args)
     # Real tensors: read them as they are, past any dispatch mode (e.g. opcheck's cross-checking fake mode).
     with torch.utils._python_dispatch._disable_current_modes():
-        return torch.ops.pygan.batch_norm_act_recoverable(weight, bias, slope, activation, float(negative_slope), dtype)
+        return torch.ops.pygan.batch_norm_act_recoverable(*args)
 
 
 def _tracing(*tensors) -> bool:
     """True under torch.compile, fake-tensor or proxy (make_fx) tracing, or for fake/meta tensors: no data to read."""
     modes = (torch._C._TorchDispatchModeKey.FAKE, torch._C._TorchDispatchModeKey.PROXY)
     return (torch.compiler.is_compiling() or any(torch._C._get_dispatch_mode(k) is not None for k in modes)
-            or any(is_fake(t) or t.device.type == "meta" for t in tensors if t is not None))
+            or any(_maybe_fake(t) for t in tensors if t is not None))
+
+
+def _maybe_fake(t: Tensor) -> bool:
+    if type(t) is torch.Tensor or type(t) is torch.nn.Parameter:  # plain tensors (fake ones are a subclass)
+        return t.device.type == "meta"
+    return is_fake(t) or t.device.type == "meta"
 
 
 def _stat_input_grad(saved, saved_is_output, weight, bias, slope, mean, invstd, activation, negative_slope,
@@ -175,3 +185,4 @@ if _ext._C is not None:
     torch.library.register_fake("pygan::batch_norm_update_stats")(_fake_update_stats)
     torch.library.register_fake("pygan::batch_norm_act_backward")(_fake_backward)
     torch.library.register_autograd("pygan::batch_norm_act", _backward, setup_context=_setup_context)
+    _batch_norm_act = differentiable(torch.ops.pygan.batch_norm_act.default, _setup_context, _backward)

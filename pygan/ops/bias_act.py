@@ -15,6 +15,7 @@ from torch._prims_common import suggest_memory_format
 from pygan import _ext
 from pygan.ops import reference
 from pygan.ops.fake_checks import check_like_kernel
+from pygan.ops.op_function import differentiable
 
 OP = "bias_act"
 # False when pygan._C is missing or predates this op (a stale build): then the reference runs, per _ext's policy.
@@ -42,7 +43,7 @@ def bias_act(
         raise ValueError(f"bias_act: activation must be one of {reference.ACTIVATIONS}, got {activation!r}")
     args = (x, bias, slope, activation, float(negative_slope))
     if _HAS_SCHEMA and _ext.has_kernel(OP, x.device.type):
-        return torch.ops.pygan.bias_act(*args)
+        return _bias_act(*args)
     _ext.fallback(OP, x.device.type)
     return reference.bias_act(*args)
 
@@ -86,3 +87,4 @@ if _HAS_SCHEMA:
     torch.library.register_fake("pygan::bias_act")(_fake_forward)
     torch.library.register_fake("pygan::bias_act_backward")(_fake_backward)
     torch.library.register_autograd("pygan::bias_act", _backward, setup_context=_setup_context)
+    _bias_act = differentiable(torch.ops.pygan.bias_act.default, _setup_context, _backward)

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from pygan import _ext
 from pygan.ops import reference
+from pygan.ops.op_function import differentiable
 
 OP = "gan_loss"
 
@@ -24,7 +25,7 @@ def gan_loss(logits: Tensor, term: str, target: float = 0.0, reduction: str = "m
     if term not in reference.GAN_LOSS_TERMS:
         raise ValueError(f"gan_loss: term must be one of {reference.GAN_LOSS_TERMS}, got {term!r}")
     if _ext.has_kernel(OP, logits.device.type):
-        loss, _grad, scores = torch.ops.pygan.gan_loss(logits, term, float(target), reduction == "mean")
+        loss, _grad, scores = _gan_loss(logits, term, float(target), reduction == "mean")
         return loss, scores
     _ext.fallback(OP, logits.device.type)
     if logits.numel() == 0:
@@ -71,3 +72,4 @@ def _fake(logits, term, target, mean):
 if _ext._C is not None:
     torch.library.register_fake("pygan::gan_loss")(_fake)
     torch.library.register_autograd("pygan::gan_loss", _backward, setup_context=_setup_context)
+    _gan_loss = differentiable(torch.ops.pygan.gan_loss.default, _setup_context, _backward)

@@ -5,9 +5,11 @@
 #include "common/checks.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <torch/library.h>
 
 #include <cmath>
+#include <vector>
 
 namespace pygan::bna {
 namespace {
@@ -165,6 +167,34 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   return {grad_x, like(sum_dz_xhat, weight), like(sum_dz, bias), grad_slope};
 }
 
+namespace {
+
+// The values of a few small tensors, concatenated, as doubles on the host. CPU tensors are read in place; device
+// tensors are gathered on the device and copied in one transfer (one synchronisation).
+std::vector<double> host_values(const std::vector<at::Tensor>& parts) {
+  std::vector<at::Tensor> flat;
+  bool on_host = true;
+  for (const auto& t : parts) {
+    flat.push_back(t.detach().reshape({-1}));
+    on_host = on_host && t.is_cpu();
+  }
+  if (!on_host) {
+    for (auto& t : flat) t = t.to(at::kDouble);
+    flat = {at::cat(flat).cpu()};
+  }
+  std::vector<double> v;
+  for (const auto& t : flat) {
+    const at::Tensor c = t.contiguous();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, c.scalar_type(), "batch_norm_act_recoverable", [&] {
+      const scalar_t* p = c.const_data_ptr<scalar_t>();
+      for (int64_t i = 0; i < c.numel(); ++i) v.push_back(static_cast<double>(p[i]));
+    });
+  }
+  return v;
+}
+
+}  // namespace
+
 bool recoverable_from_output(const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
                              const std::optional<at::Tensor>& slope, std::string_view activation, double negative_slope,
                              at::ScalarType dtype) {
@@ -177,15 +207,24 @@ bool recoverable_from_output(const std::optional<at::Tensor>& weight, const std:
                                                                                             : 1.1754943508222875e-38);
   const double ratio = half ? 1.0 : 64.0;
   if (activation == "leaky_relu" && !(negative_slope >= floor)) return false;
-  at::Tensor ok;
-  auto all = [&](const at::Tensor& cond) { ok = ok.defined() ? ok.logical_and(cond.all()) : cond.all(); };
-  if (activation == "prelu" && slope.has_value() && slope->defined()) all(slope->ge(floor));
-  if (weight.has_value() && weight->defined()) {
-    const at::Tensor w = weight->detach().abs();
-    all(w.ge(floor));
-    if (bias.has_value() && bias->defined()) all(bias->detach().abs().le(w * ratio));
+  const bool check_slope = activation == "prelu" && slope.has_value() && slope->defined();
+  const bool has_weight = weight.has_value() && weight->defined();
+  const bool has_bias = has_weight && bias.has_value() && bias->defined();
+  if (!check_slope && !has_weight) return true;
+  std::vector<at::Tensor> parts;
+  if (has_weight) parts.push_back(*weight);
+  if (has_bias) parts.push_back(*bias);
+  if (check_slope) parts.push_back(*slope);
+  const std::vector<double> v = host_values(parts);
+  const int64_t C = has_weight ? weight->numel() : 0;
+  for (int64_t c = 0; c < C; ++c) {
+    const double w = std::abs(v[c]);
+    if (!(w >= floor)) return false;
+    if (has_bias && !(std::abs(v[C + c]) <= w * ratio)) return false;
   }
-  return !ok.defined() || ok.item<bool>();
+  for (size_t i = static_cast<size_t>((has_weight ? C : 0) + (has_bias ? C : 0)); i < v.size(); ++i)
+    if (!(v[i] >= floor)) return false;
+  return true;
 }
 
 TORCH_LIBRARY_IMPL(pygan, CompositeExplicitAutograd, m) {
