@@ -134,3 +134,25 @@ def test_bad_input():
         bias_act(torch.randn(3), None, "relu")
     with pytest.raises(RuntimeError, match="floating-point"):
         bias_act(torch.ones(2, 3, dtype=torch.int64), None, "relu")
+
+
+@pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cpu_half_conversions_are_exact(dtype, fmt):
+    """The CPU kernels' own 16-bit loads and stores (csrc/common/element.h): every bit pattern survives
+    load + store (NaNs stay NaN; x + 0 turns -0 into +0, as in IEEE), and storing a float rounds exactly as
+    torch's conversion does, over random and special values and random bit patterns."""
+    memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+    patterns = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16)
+    x = patterns.view(dtype).reshape(1, 1, 256, 256).contiguous(memory_format=memory_format)
+    y = bias_act(x, None, "identity")
+    same = (y.view(torch.int16) == x.view(torch.int16)) | (y.isnan() & x.isnan()) | ((x == 0) & (y == 0))
+    assert same.all()
+    g = torch.Generator().manual_seed(0)
+    values = torch.cat([torch.randn(1 << 14, generator=g) * s for s in (1e-9, 3e-8, 6e-5, 1e-3, 1, 1e3, 6e4, 1e38)]
+                       + [torch.tensor([float("inf"), -float("inf"), float("nan"), 65504.0, 65519.99, 65520.0,
+                                        2.0 ** -25, 1.5 * 2.0 ** -24, 3.3895314e38])]
+                       + [torch.randint(-2 ** 31, 2 ** 31 - 1, (1 << 16,), generator=g).to(torch.int32).view(torch.float32)])
+    zeros = torch.zeros(1, values.numel(), 1, 1, dtype=dtype).contiguous(memory_format=memory_format)
+    ours, theirs = bias_act(zeros, values, "identity").flatten(), values.to(dtype)
+    assert ((ours.view(torch.int16) == theirs.view(torch.int16)) | (ours.isnan() & theirs.isnan())).all()

@@ -4,6 +4,8 @@
 // vectors pay; compiling the whole extension with -mavx2 instead would make it crash on CPUs without AVX2.
 #include "ops/batch_norm_act/batch_norm_act.h"
 
+#include "common/element.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>

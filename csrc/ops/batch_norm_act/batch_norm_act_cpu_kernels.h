@@ -95,7 +95,7 @@ template <typename acc_t, typename scalar_t, typename F>
 acc_t simd_sum(const scalar_t* x, int64_t n, F f) {
   acc_t total = 0;
   #pragma omp simd reduction(+ : total)
-  for (int64_t i = 0; i < n; ++i) total += f(static_cast<acc_t>(x[i]));
+  for (int64_t i = 0; i < n; ++i) total += f(load<acc_t>(x, i));
   return total;
 }
 
@@ -121,13 +121,13 @@ std::vector<Moments> channel_moments(const scalar_t* x, const View& v) {
     for (int64_t r = r0; r < r1; ++r) {
       const scalar_t* row = x + r * v.C_total + v.c0;
       #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) mean[c] += static_cast<acc>(row[c]);
+      for (int64_t c = 0; c < C; ++c) mean[c] += load<acc>(row, c);
     }
     for (int64_t c = 0; c < C; ++c) mean[c] /= static_cast<acc>(r1 - r0);
     for (int64_t r = r0; r < r1; ++r) {
       const scalar_t* row = x + r * v.C_total + v.c0;
       #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) m2[c] += (static_cast<acc>(row[c]) - mean[c]) * (static_cast<acc>(row[c]) - mean[c]);
+      for (int64_t c = 0; c < C; ++c) m2[c] += (load<acc>(row, c) - mean[c]) * (load<acc>(row, c) - mean[c]);
     }
     for (int64_t c = 0; c < C; ++c) parts[b * C + c] = Moments{double(r1 - r0), double(mean[c]), double(m2[c])};
   });
@@ -198,7 +198,7 @@ void normalize_act_view(const scalar_t* x, scalar_t* y, const View& v, const Coe
       const acc scale = k.scale[c], shift = k.shift[c], slope = k.slope[c];
       #pragma omp simd
       for (int64_t i = 0; i < len; ++i)
-        out[i] = static_cast<scalar_t>(act_forward<A>(static_cast<acc>(in[i]) * scale + shift, slope));
+        store(out, i, act_forward<A>(load<acc>(in, i) * scale + shift, slope));
     });
     return;
   }
@@ -209,7 +209,7 @@ void normalize_act_view(const scalar_t* x, scalar_t* y, const View& v, const Coe
       scalar_t* out = y + r * v.C_total + v.c0;
       #pragma omp simd
       for (int64_t c = 0; c < v.C; ++c)
-        out[c] = static_cast<scalar_t>(act_forward<A>(static_cast<acc>(in[c]) * scale[c] + shift[c], slope[c]));
+        store(out, c, act_forward<A>(load<acc>(in, c) * scale[c] + shift[c], slope[c]));
     }
   });
 }
@@ -228,8 +228,8 @@ std::vector<GradSums> grad_sums_view(const scalar_t* dy, const scalar_t* s, cons
       #pragma omp simd reduction(+ : s_dz, s_dzx, s_sl)
       for (int64_t i = 0; i < len; ++i) {
         acc z, xh;
-        recover<A, FromOutput>(static_cast<acc>(sv[i]), scale, shift, p, q, inv, z, xh);
-        const acc gy = static_cast<acc>(g[i]);
+        recover<A, FromOutput>(load<acc>(sv, i), scale, shift, p, q, inv, z, xh);
+        const acc gy = load<acc>(g, i);
         const acc dz = gy * act_derivative<A>(z, slope);
         s_dz += dz;
         s_dzx += dz * xh;
@@ -251,8 +251,8 @@ std::vector<GradSums> grad_sums_view(const scalar_t* dy, const scalar_t* s, cons
       #pragma omp simd
       for (int64_t c = 0; c < C; ++c) {
         acc z, xh;
-        recover<A, FromOutput>(static_cast<acc>(sv[c]), scale[c], shift[c], p[c], q[c], inv[c], z, xh);
-        const acc gy = static_cast<acc>(g[c]);
+        recover<A, FromOutput>(load<acc>(sv, c), scale[c], shift[c], p[c], q[c], inv[c], z, xh);
+        const acc gy = load<acc>(g, c);
         const acc dz = gy * act_derivative<A>(z, slope[c]);
         a_dz[c] += dz;
         a_dzx[c] += dz * xh;
@@ -296,8 +296,7 @@ void grad_input_view(const scalar_t* dy, const scalar_t* s, scalar_t* dx, const 
       const acc a = ig.a[c], b = ig.b[c], cx = ig.cx[c];
       #pragma omp simd
       for (int64_t i = 0; i < len; ++i)
-        dx[base + i] = static_cast<scalar_t>(elem(static_cast<acc>(s[base + i]), static_cast<acc>(dy[base + i]), scale,
-                                                  shift, p, q, slope, inv, a, b, cx));
+        store(dx, base + i, elem(load<acc>(s, base + i), load<acc>(dy, base + i), scale, shift, p, q, slope, inv, a, b, cx));
     });
     return;
   }
@@ -306,9 +305,8 @@ void grad_input_view(const scalar_t* dy, const scalar_t* s, scalar_t* dx, const 
       const int64_t base = r * v.C_total + v.c0;
       #pragma omp simd
       for (int64_t c = 0; c < v.C; ++c)
-        dx[base + c] = static_cast<scalar_t>(elem(static_cast<acc>(s[base + c]), static_cast<acc>(dy[base + c]),
-                                                  k.scale[c], k.shift[c], k.p[c], k.q[c], k.slope[c], k.inv_slope[c],
-                                                  ig.a[c], ig.b[c], ig.cx[c]));
+        store(dx, base + c, elem(load<acc>(s, base + c), load<acc>(dy, base + c), k.scale[c], k.shift[c], k.p[c], k.q[c],
+                                 k.slope[c], k.inv_slope[c], ig.a[c], ig.b[c], ig.cx[c]));
     }
   });
 }

@@ -2,6 +2,8 @@
 // once, writes grad_input and reduces the per-channel bias (and prelu slope) gradients in the same pass.
 #include "ops/bias_act/bias_act.h"
 
+#include "common/element.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -43,7 +45,7 @@ void forward_loops(const at::Tensor& x, const Layout& l, const Params& p, at::Te
         const scalar_t* xr = xp + plane * l.S;
         scalar_t* yr = yp + plane * l.S;
 #pragma omp simd
-        for (int64_t i = 0; i < l.S; ++i) yr[i] = static_cast<scalar_t>(bna::act_forward<A>(static_cast<acc>(xr[i]) + b, s));
+        for (int64_t i = 0; i < l.S; ++i) store(yr, i, bna::act_forward<A>(load<acc>(xr, i) + b, s));
       }
     });
   } else {  // rows of C values
@@ -54,7 +56,7 @@ void forward_loops(const at::Tensor& x, const Layout& l, const Params& p, at::Te
         scalar_t* yr = yp + r * l.C;
 #pragma omp simd
         for (int64_t c = 0; c < l.C; ++c)
-          yr[c] = static_cast<scalar_t>(bna::act_forward<A>(static_cast<acc>(xr[c]) + cv.b(c), cv.s(c)));
+          store(yr, c, bna::act_forward<A>(load<acc>(xr, c) + cv.b(c), cv.s(c)));
       }
     });
   }
@@ -64,10 +66,10 @@ void forward_loops(const at::Tensor& x, const Layout& l, const Params& p, at::Te
 template <Act A, typename scalar_t, typename acc>
 inline acc backward_element(const scalar_t* gp, const scalar_t* sp, scalar_t* gxp, int64_t i, bool saved_is_output,
                             acc b, acc s, acc& sum_s) {
-  const acc dy = static_cast<acc>(gp[i]);
-  const acc z = static_cast<acc>(sp[i]) + (saved_is_output ? acc(0) : b);
+  const acc dy = load<acc>(gp, i);
+  const acc z = load<acc>(sp, i) + (saved_is_output ? acc(0) : b);
   const acc dz = dy * bna::act_derivative<A>(z, s);
-  gxp[i] = static_cast<scalar_t>(dz);
+  store(gxp, i, dz);
   sum_s += bna::slope_grad_term(dy, z);  // unused (and cheap) unless prelu
   return dz;
 }
@@ -104,10 +106,10 @@ void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, bool save
         const acc shift = saved_is_output ? acc(0) : b;
 #pragma omp simd reduction(+ : sum_b, sum_s)
         for (int64_t i = 0; i < l.S; ++i) {
-          const acc dy = static_cast<acc>(g[i]);
-          const acc z = static_cast<acc>(sv[i]) + shift;
+          const acc dy = load<acc>(g, i);
+          const acc z = load<acc>(sv, i) + shift;
           const acc dz = dy * bna::act_derivative<A>(z, s);
-          gx[i] = static_cast<scalar_t>(dz);
+          store(gx, i, dz);
           sum_b += dz;
           sum_s += bna::slope_grad_term(dy, z);
         }
