@@ -7,10 +7,11 @@ stable where sum / sum-of-squares would cancel. The fused kernel then normalizes
 statistics (its eval path), and the running statistics get the unbiased global variance with count N.
 
 Backward: the fused backward kernel's eval path gives, per rank, weight * invstd * dz and the per-channel sums
-sum(dz) and sum(dz * x_hat); one all_reduce adds those sums over the ranks, and the input gradient is completed
-with them (grad_input = weight * invstd * (dz - sum(dz) / N - x_hat * sum(dz * x_hat) / N)). Parameter gradients
-stay per rank, as torch.nn.SyncBatchNorm's do: DistributedDataParallel averages them with everything else.
-So: one collective per direction per layer.
+sum(dz) and sum(dz * x_hat); one all_reduce adds those sums over the ranks (with the gradients reaching the
+global statistics, zero but in a double backward), and the input gradient is completed with them
+(grad_input = weight * invstd * (dz - sum(dz) / N - x_hat * sum(dz * x_hat) / N)). Parameter gradients stay per
+rank, as torch.nn.SyncBatchNorm's do: DistributedDataParallel averages them with everything else. So: one
+collective per direction per layer.
 
 Activation-only saving as in batch_norm_act: when x_hat can be recovered from the output (identity, leaky_relu /
 prelu with positive slopes, well-conditioned weight and bias), only the output is kept for backward.
@@ -149,6 +150,8 @@ class _SyncBatchNormAct(torch.autograd.Function):
 
 def _has_kernel(t: Tensor) -> bool:
     return _ext.has_kernel(OP, t.device.type)
+
+
 # torch.compile runs it eagerly between compiled graphs (a graph break per layer): the collectives and the host
 # read of the global count (for the running variance's unbiasing) are not traceable as written.
 @torch.compiler.disable
