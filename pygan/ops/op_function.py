@@ -30,13 +30,10 @@ def differentiable(op, setup_context: Callable, backward: Callable) -> Callable:
         setup_context(ctx, args, output)
         return output
 
-    def backward_(ctx, *grads):
-        return backward(ctx, *grads)
-
     # named after the op, so that grad_fn reads e.g. batch_norm_act_functionBackward
     name = op.__name__.split(".")[0] + "_function"
     function = type(name, (torch.autograd.Function,), {"forward": staticmethod(forward),
-                                                       "backward": staticmethod(backward_)})
+                                                       "backward": staticmethod(backward)})
 
     def call(*args):
         if torch.compiler.is_compiling():
