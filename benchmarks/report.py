@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
-from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, _fmt
+from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, _fmt, bandwidth_cell
 
 
 def summary(path: str) -> str:
@@ -17,10 +17,12 @@ def summary(path: str) -> str:
         data = json.load(f)
     env = data["environment"]
     where = env.get("gpu") or f"{env['cpu']}, {env['cpu_threads']} threads"
+    gpu = bool(env.get("copy_bandwidth_Bps"))
     lines = [f"Measured on {where} ({env['device']}), torch {env['torch']}, {env['date'][:10]}, commit {env['commit']}"
-             f" — `{path}`", "",
-             "| case | stock eager | stock compile | pygan | pygan compile | pygan × eager | pygan × compile | saved for backward |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             + (f", copy bandwidth {env['copy_bandwidth_Bps'] / 1e12:.2f} TB/s" if gpu else "") + f" — `{path}`", "",
+             "| case | stock eager | stock compile | pygan | pygan compile | pygan × eager | pygan × compile | saved for backward |"
+             + (" pygan of copy bandwidth |" if gpu else ""),
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if gpu else "")]
     for row in data["rows"]:
         r = row["results"]
         med = {k: r[k]["median_s"] for k in r}
@@ -30,7 +32,8 @@ def summary(path: str) -> str:
         if "saved_bytes" in r.get(PYGAN, {}) and "saved_bytes" in r.get(STOCK_EAGER, {}):
             saved = f"{r[PYGAN]['saved_bytes'] / r[STOCK_EAGER]['saved_bytes']:.0%} of stock"
         lines.append(f"| {row['suite']}: {row['case']} | {cell(STOCK_EAGER)} | {cell(STOCK_COMPILE)} | {cell(PYGAN)} | "
-                     f"{cell(PYGAN_COMPILE)} | {ratio(STOCK_EAGER)} | {ratio(STOCK_COMPILE)} | {saved} |")
+                     f"{cell(PYGAN_COMPILE)} | {ratio(STOCK_EAGER)} | {ratio(STOCK_COMPILE)} | {saved} |"
+                     + (f" {bandwidth_cell(row, PYGAN)} |" if gpu else ""))
     return "\n".join(lines)
 
 

@@ -1,0 +1,32 @@
+"""The benchmark runner's bookkeeping (no timing asserted): case selection and order, the GPU bandwidth columns."""
+
+from benchmarks.__main__ import select
+from benchmarks.core import Case, annotate, bandwidth_cell, table
+
+
+def _case(suite, name, min_bytes=None):
+    return Case(suite, name, {"stock eager": lambda: None, "pygan": lambda: None}, min_bytes=min_bytes)
+
+
+def test_filter_alternatives_select_and_order_cases():
+    cases = [_case("bn_act", "fwd relu"), _case("dcgan", "iteration batch 128 bf16"), _case("gan_loss", "D step"),
+             _case("bn_act", "fwd+bwd leaky_relu")]
+    names = lambda cs: [c.name for c in cs]  # noqa: E731
+    assert names(select(cases, "")) == names(cases)
+    assert names(select(cases, "bn_act")) == ["fwd relu", "fwd+bwd leaky_relu"]
+    assert names(select(cases, "dcgan|fwd+bwd")) == ["iteration batch 128 bf16", "fwd+bwd leaky_relu"]
+    assert names(select(cases, "gan_loss|")) == ["D step", "fwd relu", "iteration batch 128 bf16", "fwd+bwd leaky_relu"]
+
+
+def test_bandwidth_fraction_and_l2_marking():
+    env = {"copy_bandwidth_Bps": 4e12, "l2_bytes": 60 << 20}
+    results = {"stock eager": {"median_s": 1e-3, "iqr_s": 0.0}, "pygan": {"median_s": 5e-4, "iqr_s": 0.0}}
+    big = annotate({"suite": "bn_act", "case": "big", "min_bytes": int(1.6e9), "results": results}, env)
+    assert abs(big["results"]["pygan"]["bandwidth_fraction"] - 0.8) < 1e-12 and not big["l2_resident"]
+    assert bandwidth_cell(big, "pygan") == "80%" and bandwidth_cell(big, "stock eager") == "40%"
+    small = annotate({"suite": "bn_act", "case": "small", "min_bytes": 1 << 20,
+                      "results": {"pygan": {"median_s": 1e-6, "iqr_s": 0.0}}}, env)
+    assert small["l2_resident"] and bandwidth_cell(small, "pygan").endswith("(L2-resident)")
+    assert "80%" in table([big])
+    cpu = annotate({"suite": "x", "case": "y", "min_bytes": 10, "results": {"pygan": {"median_s": 1.0}}}, {})
+    assert "bandwidth_fraction" not in cpu["results"]["pygan"] and bandwidth_cell(cpu, "pygan") == "–"
