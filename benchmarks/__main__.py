@@ -1,5 +1,5 @@
 """python -m benchmarks [--quick] [--filter TEXT[|TEXT...]] [--device cpu|cuda] [--json PATH] [--no-compile]
-[--rounds N] [--budget-s SECONDS]"""
+[--rounds N] [--budget-s SECONDS] [--autotune]"""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import time
 import torch
 
 from benchmarks import SUITES
-from benchmarks.core import PYGAN_COMPILE, STOCK_COMPILE, annotate, environment, measure, table, write_json
+from benchmarks.core import (OPTIONS, PYGAN_COMPILE, STOCK_COMPILE, annotate, environment, measure, table,
+                             write_json)
 
 
 def main(argv=None) -> int:
@@ -24,6 +25,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the results and the environment here (rewritten after every case)")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     ap.add_argument("--rounds", type=int, default=None, help="timed runs per variant (default 30; 2 with --quick)")
+    ap.add_argument("--autotune", action="store_true",
+                    help="on a GPU, also stock torch.compile(mode='max-autotune') for the bn_act and dcgan rows")
     ap.add_argument("--budget-s", type=float, default=None,
                     help="start no new case after this many seconds (the results so far are kept)")
     args = ap.parse_args(argv)
@@ -33,6 +36,7 @@ def main(argv=None) -> int:
     warmup = 1 if args.quick else 5
     start = time.monotonic()
 
+    OPTIONS["autotune"] = args.autotune and not args.no_compile
     env = environment(args.device)
     print(f"# pygan benchmarks on {env.get('gpu') or env['cpu']} ({args.device}, {env['cpu_threads']} threads), "
           f"torch {env['torch']}, commit {env['commit']}", flush=True)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import pygan
-from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, saved_tensor_bytes
+from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, max_autotune, saved_tensor_bytes
 
 # DCGAN generator layer shapes at batch 64.
 SHAPES = [(64, 512, 8, 8), (64, 256, 16, 16), (64, 128, 32, 32)]
@@ -69,10 +69,12 @@ def _cases(shape, fmt, act, dtype, device) -> list[Case]:
         Case("bn_act", f"fwd {label}", {
             STOCK_EAGER: _fwd(stock, x), STOCK_COMPILE: _fwd(stock_c, x),
             PYGAN: _fwd(fused, x), PYGAN_COMPILE: _fwd(fused_c, x),
+            **max_autotune(device, lambda compile_: _fwd(compile_(stock), x)),
         }, min_bytes=2 * nbytes),
         Case("bn_act", f"fwd+bwd {label}", {
             STOCK_EAGER: _fwd_bwd(stock, xg, g), STOCK_COMPILE: _fwd_bwd(stock_c, xg, g),
             PYGAN: _fwd_bwd(fused, xg, g), PYGAN_COMPILE: _fwd_bwd(fused_c, xg, g),
+            **max_autotune(device, lambda compile_: _fwd_bwd(compile_(stock), xg, g)),
         }, min_bytes=5 * nbytes, saved_bytes={
             STOCK_EAGER: saved_tensor_bytes(lambda: stock(xg)),
             PYGAN: saved_tensor_bytes(lambda: fused(xg)),

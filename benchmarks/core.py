@@ -21,6 +21,8 @@ from pygan.ops import recompute
 torch._dynamo.config.recompile_limit = 1024
 
 STOCK_EAGER, STOCK_COMPILE, PYGAN, PYGAN_COMPILE = "stock eager", "stock compile", "pygan", "pygan compile"
+STOCK_AUTOTUNE = "stock compile max-autotune"
+OPTIONS = {"autotune": False}  # set by `python -m benchmarks --autotune` before the cases are built
 # The suites compile with dynamic=False: each row is one static shape, and torch 2.14's inductor fails the backward
 # of a dynamic-shape ConvTranspose2d + BatchNorm2d graph ("Cannot convert expression to float") once a second shape
 # arrives.
@@ -35,6 +37,14 @@ class Case:
     variants: dict[str, Callable[[], object]]
     min_bytes: int | None = None  # minimal memory traffic of the work (for achieved bandwidth on a GPU)
     saved_bytes: dict[str, int] = field(default_factory=dict)  # bytes autograd keeps for backward, per variant
+
+
+def max_autotune(device: str, make: Callable[[Callable], Callable[[], object]]) -> dict:
+    """The row's 'stock compile max-autotune' variant, on a GPU when --autotune asks for it (max-autotune compiles
+    take minutes per graph): make(compile) builds the row's closure with torch.compile(mode='max-autotune')."""
+    if device != "cuda" or not OPTIONS["autotune"]:
+        return {}
+    return {STOCK_AUTOTUNE: make(lambda m: torch.compile(m, mode="max-autotune", dynamic=False))}
 
 
 def _sync(device: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, saved_tensor_bytes
+from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, max_autotune, saved_tensor_bytes
 from pygan.losses import discriminator_loss, generator_loss
 from pygan.models import DCGANDiscriminator, DCGANGenerator
 
@@ -90,6 +90,8 @@ def cases(device: str, quick: bool) -> list[Case]:
                     STOCK_COMPILE: _iteration(scG, scD, real, z, _stock_losses, _stock_g_loss, amp),
                     PYGAN: _iteration(G, D, real, z, _pygan_losses, _pygan_g_loss, amp),
                     PYGAN_COMPILE: _iteration(cG, cD, real, z, _pygan_losses, _pygan_g_loss, amp),
+                    **max_autotune(device, lambda compile_: _iteration(compile_(sG), compile_(sD), real, z,
+                                                                       _stock_losses, _stock_g_loss, amp)),
                 }, saved_bytes={STOCK_EAGER: _g_step_saved(sG, sD, z, _stock_g_loss, amp),
                                 PYGAN: _g_step_saved(G, D, z, _pygan_g_loss, amp)}))
     batch = 2 if quick else 32

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
-from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, _fmt, bandwidth_cell
+from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_AUTOTUNE, STOCK_COMPILE, STOCK_EAGER, _fmt, bandwidth_cell
 
 
 def summary(path: str) -> str:
@@ -18,11 +18,13 @@ def summary(path: str) -> str:
     env = data["environment"]
     where = env.get("gpu") or f"{env['cpu']}, {env['cpu_threads']} threads"
     gpu = bool(env.get("copy_bandwidth_Bps"))
+    tuned = any(STOCK_AUTOTUNE in row["results"] for row in data["rows"])
     lines = [f"Measured on {where} ({env['device']}), torch {env['torch']}, {env['date'][:10]}, commit {env['commit']}"
              + (f", copy bandwidth {env['copy_bandwidth_Bps'] / 1e12:.2f} TB/s" if gpu else "") + f" — `{path}`", "",
              "| case | stock eager | stock compile | pygan | pygan compile | pygan × eager | pygan × compile | saved for backward |"
-             + (" pygan of copy bandwidth |" if gpu else ""),
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if gpu else "")]
+             + (" stock max-autotune | pygan × max-autotune |" if tuned else "") + (" pygan of copy bandwidth |" if gpu else ""),
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if tuned else "")
+             + (" ---: |" if gpu else "")]
     for row in data["rows"]:
         r = row["results"]
         med = {k: r[k]["median_s"] for k in r}
@@ -33,6 +35,7 @@ def summary(path: str) -> str:
             saved = f"{r[PYGAN]['saved_bytes'] / r[STOCK_EAGER]['saved_bytes']:.0%} of stock"
         lines.append(f"| {row['suite']}: {row['case']} | {cell(STOCK_EAGER)} | {cell(STOCK_COMPILE)} | {cell(PYGAN)} | "
                      f"{cell(PYGAN_COMPILE)} | {ratio(STOCK_EAGER)} | {ratio(STOCK_COMPILE)} | {saved} |"
+                     + (f" {cell(STOCK_AUTOTUNE)} | {ratio(STOCK_AUTOTUNE)} |" if tuned else "")
                      + (f" {bandwidth_cell(row, PYGAN)} |" if gpu else ""))
     return "\n".join(lines)
 

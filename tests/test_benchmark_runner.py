@@ -30,3 +30,31 @@ def test_bandwidth_fraction_and_l2_marking():
     assert "80%" in table([big])
     cpu = annotate({"suite": "x", "case": "y", "min_bytes": 10, "results": {"pygan": {"median_s": 1.0}}}, {})
     assert "bandwidth_fraction" not in cpu["results"]["pygan"] and bandwidth_cell(cpu, "pygan") == "–"
+
+
+def test_max_autotune_variant_only_on_a_gpu_when_asked(monkeypatch):
+    from benchmarks import core
+
+    made = lambda compile_: ("closure", compile_)  # noqa: E731
+    assert core.max_autotune("cuda", made) == {}
+    monkeypatch.setitem(core.OPTIONS, "autotune", True)
+    assert core.max_autotune("cpu", made) == {}
+    (name, (tag, compile_)), = core.max_autotune("cuda", made).items()
+    assert name == core.STOCK_AUTOTUNE and tag == "closure" and callable(compile_)
+
+
+def test_report_adds_gpu_columns(tmp_path):
+    import json
+
+    from benchmarks.report import summary
+
+    res = {"stock eager": {"median_s": 2e-3}, "stock compile": {"median_s": 1e-3},
+           "stock compile max-autotune": {"median_s": 8e-4}, "pygan": {"median_s": 5e-4, "bandwidth_fraction": 0.8}}
+    env = {"date": "2026-12-02T00:00:00", "torch": "x", "device": "cuda", "commit": "abc", "gpu": "NVIDIA H200",
+           "cpu": "x", "cpu_threads": 16, "copy_bandwidth_Bps": 4.3e12, "l2_bytes": 60 << 20}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"environment": env, "rows": [{"suite": "bn_act", "case": "c", "min_bytes": 1,
+                                                              "results": res}]}))
+    text = summary(str(path))
+    assert "NVIDIA H200" in text and "4.30 TB/s" in text and "max-autotune" in text
+    assert text.splitlines()[-1].endswith("| 0.800 ms | 1.60 | 80% |")
