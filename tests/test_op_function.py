@@ -67,3 +67,26 @@ def test_bias_act_and_gan_loss_doors_agree(device):
         lambda t: gan_loss(t, "bce", 0.9)[0].reshape(1),
         lambda t: torch.ops.pygan.gan_loss(t, "bce", 0.9, True)[0].reshape(1), [logits])
     assert torch.equal(l1, l2) and torch.equal(e1, e2) and torch.equal(ee1[0], ee2[0])
+
+
+def test_no_autograd_work_without_gradients(monkeypatch):
+    """Under no_grad (or with no input requiring grad) the eager door calls the kernel alone: no setup_context,
+    so no recoverability check (a host synchronisation on a GPU)."""
+    import importlib
+
+    bna = importlib.import_module("pygan.ops.batch_norm_act")  # the module (pygan.ops.batch_norm_act is the function)
+
+    calls = []
+    real = bna.can_recover_from_output
+    monkeypatch.setattr(bna, "can_recover_from_output", lambda *a: calls.append(1) or real(*a))
+    x = torch.randn(4, 3, 5, 5)
+    w, b = torch.ones(3, requires_grad=True), torch.zeros(3, requires_grad=True)
+    with torch.no_grad():
+        y = batch_norm_act(x, None, None, w, b, True, activation="leaky_relu")
+    assert y.grad_fn is None and calls == []
+    y = batch_norm_act(x, None, None, w.detach(), b.detach(), True, activation="leaky_relu")
+    assert y.grad_fn is None and calls == []
+    y = batch_norm_act(x, None, None, w, b, True, activation="leaky_relu")
+    assert y.grad_fn is not None and calls == [1]
+    torch.testing.assert_close(y.detach(), batch_norm_act(x, None, None, w.detach(), b.detach(), True,
+                                                          activation="leaky_relu"))

@@ -38,6 +38,11 @@ def differentiable(op, setup_context: Callable, backward: Callable) -> Callable:
     def call(*args):
         if torch.compiler.is_compiling():
             return op(*args)
-        return function.apply(*args)
+        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+            return function.apply(*args)
+        # nothing to differentiate (inference, sampling, no_grad): the kernel alone - setup_context's work (the
+        # recoverability check reads parameters, a host synchronisation on a GPU) would be wasted
+        with torch._C._AutoDispatchBelowAutograd():
+            return op(*args)
 
     return call

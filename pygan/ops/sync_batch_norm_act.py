@@ -94,9 +94,11 @@ class _SyncBatchNormAct(torch.autograd.Function):
             ops.batch_norm_update_stats(running_mean, running_var, mean, invstd, float(momentum), float(eps), count)
         args = (input, weight, bias, mean, var, slope, False, float(eps), activation, float(negative_slope))
         y = ops.batch_norm_act(*args)[0]
-        # (relu keeps its input and is not offered to recompute_relu_outputs: that recomputes a differentiable
-        # batch norm with this rank's statistics)
-        from_output = kernels and can_recover_from_output(activation, negative_slope, weight, bias, slope, input.dtype)
+        # The output is kept where x_hat can be recovered from it; no check where nothing needs a gradient (it
+        # reads parameters: a host synchronisation on a GPU). relu keeps its input and is not offered to
+        # recompute_relu_outputs, which would recompute a differentiable batch norm with this rank's statistics.
+        from_output = (kernels and any(ctx.needs_input_grad)
+                       and can_recover_from_output(activation, negative_slope, weight, bias, slope, input.dtype))
         ctx.save_for_backward(y if from_output else input, weight, bias, slope, mean, invstd)
         ctx.meta = (from_output, activation, float(negative_slope), group, count, kernels)
         ctx.set_materialize_grads(False)
