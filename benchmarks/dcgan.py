@@ -1,9 +1,13 @@
 """Whole DCGAN training iterations: one D step (real + fake, loss, backward, Adam) and one G step, pygan's fused
 models and losses against the same networks made of stock torch.nn layers (`to_stock()`, identical weights) with
 stock BCE-with-logits losses; plus the discriminator-only configuration TorchBench's "dcgan" model times
-(batch 32, 3x64x64, D forward + backward), so figures can be set beside published ones."""
+(batch 32, 3x64x64, D forward + backward), so figures can be set beside published ones. pygan's models run as the
+trainer runs them: G's forward inside recompute_relu_outputs() (bitwise the same results; compiled graphs ignore
+it). Memory: the bytes autograd keeps for the G step (G's and D's activations), eager variants."""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +15,7 @@ import torch.nn.functional as F
 from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, max_autotune, saved_tensor_bytes
 from pygan.losses import discriminator_loss, generator_loss
 from pygan.models import DCGANDiscriminator, DCGANGenerator
+from pygan.ops.recompute import recompute_relu_outputs
 
 
 def _stock_losses(real_logits, fake_logits):
@@ -30,14 +35,15 @@ def _pygan_g_loss(fake_logits):
     return generator_loss(fake_logits, "non_saturating").loss
 
 
-def _iteration(G, D, real, z, d_loss, g_loss, amp_dtype):
+def _iteration(G, D, real, z, d_loss, g_loss, amp_dtype, g_context=contextlib.nullcontext):
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     device_type = real.device.type
 
     def run():
         with torch.autocast(device_type, amp_dtype, enabled=amp_dtype is not None):
-            fake = G(z)
+            with g_context():
+                fake = G(z)
             loss = d_loss(D(real).float(), D(fake.detach()).float())
         opt_d.zero_grad(set_to_none=True)
         loss.backward()
@@ -50,12 +56,13 @@ def _iteration(G, D, real, z, d_loss, g_loss, amp_dtype):
     return run
 
 
-def _g_step_saved(G, D, z, g_loss, amp_dtype) -> int:
+def _g_step_saved(G, D, z, g_loss, amp_dtype, g_context=contextlib.nullcontext) -> int:
     """Bytes autograd keeps for the G step's backward (G's and D's activations: the iteration's largest graph)."""
     def forward():
         with torch.autocast(z.device.type, amp_dtype, enabled=amp_dtype is not None):
             return g_loss(D(G(z)).float())
-    return saved_tensor_bytes(forward)
+    with g_context():  # outside saved_tensor_bytes' hooks, which chain the recompute context's own
+        return saved_tensor_bytes(forward)
 
 
 def _d_only(D, x):
@@ -88,12 +95,12 @@ def cases(device: str, quick: bool) -> list[Case]:
                 out.append(Case("dcgan", label, {
                     STOCK_EAGER: _iteration(sG, sD, real, z, _stock_losses, _stock_g_loss, amp),
                     STOCK_COMPILE: _iteration(scG, scD, real, z, _stock_losses, _stock_g_loss, amp),
-                    PYGAN: _iteration(G, D, real, z, _pygan_losses, _pygan_g_loss, amp),
+                    PYGAN: _iteration(G, D, real, z, _pygan_losses, _pygan_g_loss, amp, recompute_relu_outputs),
                     PYGAN_COMPILE: _iteration(cG, cD, real, z, _pygan_losses, _pygan_g_loss, amp),
                     **max_autotune(device, lambda compile_: _iteration(compile_(sG), compile_(sD), real, z,
                                                                        _stock_losses, _stock_g_loss, amp)),
                 }, saved_bytes={STOCK_EAGER: _g_step_saved(sG, sD, z, _stock_g_loss, amp),
-                                PYGAN: _g_step_saved(G, D, z, _pygan_g_loss, amp)}))
+                                PYGAN: _g_step_saved(G, D, z, _pygan_g_loss, amp, recompute_relu_outputs)}))
     batch = 2 if quick else 32
     D = DCGANDiscriminator(size, 3, width).to(device)
     sD = D.to_stock().to(device)

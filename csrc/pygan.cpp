@@ -12,6 +12,11 @@ TORCH_LIBRARY(pygan, m) {
   // (1 / save_invstd^2 - eps) * count / (count - 1): one launch for both buffers.
   m.def("batch_norm_update_stats(Tensor(a!) running_mean, Tensor(b!) running_var, Tensor save_mean, "
         "Tensor save_invstd, float momentum, float eps, int count) -> ()");
+  // act(BatchNorm(input)) with given statistics (save_mean, save_invstd as batch_norm_act returned them): the very
+  // computation of batch_norm_act's normalize-and-activate pass, so a training forward's output is recomputed
+  // bitwise (pygan.recompute_relu_outputs), which a composition of PyTorch ops (other rounding) would not.
+  m.def("batch_norm_act_apply(Tensor input, Tensor? weight, Tensor? bias, Tensor save_mean, Tensor save_invstd, "
+        "Tensor? slope, str activation, float negative_slope) -> Tensor");
   // Whether backward can recover the normalized input from the output accurately for these parameters (see
   // recoverable_from_output in ops/batch_norm_act/batch_norm_act.cpp). Reads the parameters: a host sync on a GPU.
   m.def("batch_norm_act_recoverable(Tensor? weight, Tensor? bias, Tensor? slope, str activation, "

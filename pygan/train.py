@@ -29,6 +29,7 @@ from pygan import losses
 from pygan._io import atomic_path, save_grid
 from pygan.data import ImageData, load
 from pygan.models import DCGANDiscriminator, DCGANGenerator, check_size
+from pygan.ops.recompute import recompute_relu_outputs
 from pygan.training import CheckpointError, TrainerBase, TrainingDiverged, ema_update, plot_curves
 from pygan.training import read_checkpoint as _read_checkpoint
 
@@ -206,7 +207,9 @@ class Trainer(TrainerBase):
         z, yf = self._latent(n), self._fake_labels(n)
         self.D.requires_grad_(False)  # G's step needs D's input gradient only
         try:
-            with self.autocast():
+            # G's fused BN + ReLU layers keep one tensor each, not two: their outputs are recomputed in backward
+            # by the forward's own kernel (bitwise the same values, so the run does not change)
+            with self.autocast(), recompute_relu_outputs():
                 fake = self.g_fwd(z, yf) if yf is not None else self.g_fwd(z)
                 args = (yf,) if yf is not None else ()
                 gout = losses.generator_loss(self.d_plain(self._d_input(fake.float(), std), *args).float(),

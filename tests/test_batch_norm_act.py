@@ -336,3 +336,24 @@ def test_baseline_cpu_build_matches_reference():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     r = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("activation", ACTS)
+def test_apply_recomputes_the_training_output_bitwise(activation, dtype, device):
+    p = make_inputs((3, 5, 7, 4), activation, dtype, device, "channels_last")
+    args = (p["weight"], p["bias"])
+    y, mean, invstd = torch.ops.pygan.batch_norm_act(p["x"], *args, None, None, p.get("slope"), True, 1e-5,
+                                                     activation, 0.2)
+    again = torch.ops.pygan.batch_norm_act_apply(p["x"], *args, mean, invstd, p.get("slope"), activation, 0.2)
+    assert torch.equal(again, y) and again.is_contiguous(memory_format=torch.channels_last)
+    ref = reference.batch_norm_act_apply(p["x"].double(), *(a.double() if a is not None else None for a in args),
+                                         mean.double(), invstd.double(),
+                                         p["slope"].double() if "slope" in p else None, activation, 0.2)
+    torch.testing.assert_close(again.double(), ref, **({} if dtype == torch.float64 else dict(atol=2e-2, rtol=2e-2)))
+    torch.library.opcheck(torch.ops.pygan.batch_norm_act_apply.default,
+                          (p["x"].detach(), *(a.detach() for a in args), mean, invstd,
+                           p["slope"].detach() if "slope" in p else None, activation, 0.2))
+    with pytest.raises(RuntimeError, match="save_mean and save_invstd must be 1-D"):
+        torch.ops.pygan.batch_norm_act_apply(p["x"], *args, mean[:-1], invstd, p.get("slope"), activation, 0.2)

@@ -274,6 +274,26 @@ def test_recompute_relu_outputs_saves_memory_and_keeps_gradients():
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last], ids=["NCHW", "NHWC"])
+def test_recompute_relu_outputs_changes_nothing(dtype, fmt):
+    """The recomputed outputs are bitwise the forward's (the forward's own kernel recomputes them), so training
+    with and without the context gives identical gradients, in any dtype and layout."""
+    torch.manual_seed(0)
+    G = nn.Sequential(ConvTranspose2dBNAct(8, 16, 4, 1, 0, activation="relu"),
+                      ConvTranspose2dBNAct(16, 8, 4, 2, 1, activation="relu"), nn.ConvTranspose2d(8, 3, 4, 2, 1))
+    G = G.to(memory_format=fmt)
+    z = torch.randn(4, 8, 1, 1)
+    grads = []
+    for ctx in (torch.enable_grad, pygan.recompute_relu_outputs):
+        G.zero_grad()
+        with ctx(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            out = G(z)
+        out.float().pow(2).sum().backward()
+        grads.append([p.grad.clone() for p in G.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
 def test_recompute_relu_outputs_double_backward_is_exact():
     torch.manual_seed(0)
     D = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), pygan.nn.BatchNormAct2d(4, activation="relu"), nn.Conv2d(4, 2, 3),

@@ -176,6 +176,12 @@ def _fake_backward(grad_out, saved, saved_is_output, weight, bias, slope, save_m
     return grad_x, grad_w, grad_b, grad_s
 
 
+def _fake_apply(input, weight, bias, save_mean, save_invstd, slope, activation, negative_slope):
+    check_like_kernel("batch_norm_act_apply", input, activation, dict(weight=weight, bias=bias, save_mean=save_mean,
+                                                                      save_invstd=save_invstd), slope)
+    return torch.empty(input.shape, dtype=input.dtype, device=input.device, memory_format=suggest_memory_format(input))
+
+
 def _fake_update_stats(running_mean, running_var, save_mean, save_invstd, momentum, eps, count):
     return None
 
@@ -183,6 +189,8 @@ def _fake_update_stats(running_mean, running_var, save_mean, save_invstd, moment
 if _ext._C is not None:
     torch.library.register_fake("pygan::batch_norm_act")(_fake_forward)
     torch.library.register_fake("pygan::batch_norm_update_stats")(_fake_update_stats)
+    if hasattr(torch.ops.pygan, "batch_norm_act_apply"):  # (a stale build predates it: recompute then composes)
+        torch.library.register_fake("pygan::batch_norm_act_apply")(_fake_apply)
     torch.library.register_fake("pygan::batch_norm_act_backward")(_fake_backward)
     torch.library.register_autograd("pygan::batch_norm_act", _backward, setup_context=_setup_context)
     _batch_norm_act = differentiable(torch.ops.pygan.batch_norm_act.default, _setup_context, _backward)

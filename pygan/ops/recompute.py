@@ -4,7 +4,8 @@ ReLU is not invertible, so the fused op keeps its input x for backward; the next
 the op's output y — two tensors per layer where invertible activations need one. Inside this context, when autograd
 saves exactly such an output (same tensor, unmodified) it stores a recipe instead — a reference to x, which is kept
 anyway, and the per-channel statistics — and backward recomputes y = relu(x * scale + shift) when it needs it: one
-cheap elementwise pass for one tensor of memory per layer.
+cheap elementwise pass for one tensor of memory per layer, by the forward's own kernel (batch_norm_act_apply), so
+the recomputed y is bitwise the one the forward wrote and training results do not change.
 
 A backward that builds a graph (create_graph=True, e.g. gradient penalties) needs y with its history: the recipe
 then recomputes the whole batch norm from x differentiably (its statistics too), so higher derivatives stay exact.
@@ -20,7 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pygan import _ext
+
 _state = threading.local()
+# False when pygan._C is missing or predates the op (a stale build): the recipe then composes PyTorch ops
+_HAS_APPLY = _ext._C is not None and hasattr(torch.ops.pygan, "batch_norm_act_apply")
 
 
 class _Recipe:
@@ -33,6 +38,10 @@ class _Recipe:
             y = F.batch_norm(self.x, None, None, self.weight, self.bias, True, 0.0, self.eps)
             return torch.relu(y)
         with torch.no_grad():
+            if _HAS_APPLY and _ext.has_kernel("batch_norm_act", self.x.device.type):
+                # the forward's own normalize-and-activate kernel: y bitwise as the forward wrote it, one launch
+                return torch.ops.pygan.batch_norm_act_apply(self.x, self.weight, self.bias, self.mean, self.invstd,
+                                                            None, "relu", 0.0)
             scale = self.invstd if self.weight is None else self.invstd * self.weight.to(self.invstd.dtype)
             shift = -self.mean * scale
             if self.bias is not None:

@@ -99,6 +99,21 @@ def batch_norm_act(
     return y.to(input.dtype), mean, invstd
 
 
+def batch_norm_act_apply(
+    input: Tensor, weight: Tensor | None, bias: Tensor | None, save_mean: Tensor, save_invstd: Tensor,
+    slope: Tensor | None, activation: str, negative_slope: float,
+) -> Tensor:
+    """act(BatchNorm(input)) with the given statistics (as batch_norm_act returned them), in input's dtype."""
+    nd, acc = input.dim(), acc_dtype(input.dtype)
+    z = (input.to(acc) - _channel_view(save_mean.to(acc), nd)) * _channel_view(save_invstd.to(acc), nd)
+    if weight is not None:
+        z = z * _channel_view(weight.to(acc), nd)
+    if bias is not None:
+        z = z + _channel_view(bias.to(acc), nd)
+    y = activation_forward(z, activation, _slope_view(activation, slope, negative_slope, nd, acc), negative_slope)
+    return y.to(input.dtype)
+
+
 def batch_norm_update_stats(
     running_mean: Tensor, running_var: Tensor, save_mean: Tensor, save_invstd: Tensor, momentum: float, eps: float,
     count: int,

@@ -105,6 +105,30 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
   return {y, p.mean, p.invstd};
 }
 
+at::Tensor apply(const Backend& be, const at::Tensor& input, const std::optional<at::Tensor>& weight,
+                 const std::optional<at::Tensor>& bias, const at::Tensor& save_mean, const at::Tensor& save_invstd,
+                 const std::optional<at::Tensor>& slope, std::string_view activation, double negative_slope) {
+  constexpr std::string_view op = "batch_norm_act_apply";
+  const Act act = parse_activation(activation);
+  check_params(input, weight, bias, slope, activation);
+  const int64_t C = input.size(1);
+  const auto acc = acc_dtype(input.scalar_type());
+  for (const at::Tensor* t : {&save_mean, &save_invstd}) {
+    TORCH_CHECK(t->dim() == 1 && t->numel() == C && t->scalar_type() == acc, op, ": save_mean and save_invstd must be ",
+                "1-D ", acc, " tensors of ", C, " elements (as batch_norm_act returns them), got ", t->sizes(), " ",
+                t->scalar_type());
+    check_same_device(*t, input, op, "save_mean / save_invstd", "input");
+  }
+  const at::Tensor x = dense_for_kernels(input);
+  const Layout l = layout_of(x);
+  ChannelParams p = channel_params(x, weight, bias, slope, negative_slope);
+  p.mean = save_mean.contiguous();
+  p.invstd = save_invstd.contiguous();
+  at::Tensor y = at::empty(x.sizes(), x.options().memory_format(x.suggest_memory_format()));
+  if (x.numel() > 0) be.normalize_act(x, l, act, p, y);
+  return y;
+}
+
 void update_stats(const Backend& be, at::Tensor& running_mean, at::Tensor& running_var, const at::Tensor& save_mean,
                   const at::Tensor& save_invstd, double momentum, double eps, int64_t count) {
   constexpr std::string_view op = "batch_norm_update_stats";

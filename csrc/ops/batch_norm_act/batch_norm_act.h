@@ -96,6 +96,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
     const std::optional<at::Tensor>& running_var, const std::optional<at::Tensor>& slope, bool training,
     double eps, std::string_view activation, double negative_slope);
 
+at::Tensor apply(const Backend& be, const at::Tensor& input, const std::optional<at::Tensor>& weight,
+                 const std::optional<at::Tensor>& bias, const at::Tensor& save_mean, const at::Tensor& save_invstd,
+                 const std::optional<at::Tensor>& slope, std::string_view activation, double negative_slope);
+
 void update_stats(const Backend& be, at::Tensor& running_mean, at::Tensor& running_var, const at::Tensor& save_mean,
                   const at::Tensor& save_invstd, double momentum, double eps, int64_t count);
 
@@ -116,6 +120,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_op(
 }
 
 template <const Backend& be>
+at::Tensor apply_op(const at::Tensor& input, const std::optional<at::Tensor>& weight,
+                    const std::optional<at::Tensor>& bias, const at::Tensor& save_mean, const at::Tensor& save_invstd,
+                    const std::optional<at::Tensor>& slope, std::string_view activation, double negative_slope) {
+  return apply(be, input, weight, bias, save_mean, save_invstd, slope, activation, negative_slope);
+}
+
+template <const Backend& be>
 void update_stats_op(at::Tensor& running_mean, at::Tensor& running_var, const at::Tensor& save_mean,
                      const at::Tensor& save_invstd, double momentum, double eps, int64_t count) {
   update_stats(be, running_mean, running_var, save_mean, save_invstd, momentum, eps, count);
@@ -130,10 +141,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_op(
                   activation, negative_slope);
 }
 
-// Registers the three operators' kernels of a backend: TORCH_LIBRARY_IMPL(pygan, <key>, m) { register_kernels<be>(m); }
+// Registers the four operators' kernels of a backend: TORCH_LIBRARY_IMPL(pygan, <key>, m) { register_kernels<be>(m); }
 template <const Backend& be>
 void register_kernels(torch::Library& m) {
   m.impl("batch_norm_act", &forward_op<be>);
+  m.impl("batch_norm_act_apply", &apply_op<be>);
   m.impl("batch_norm_update_stats", &update_stats_op<be>);
   m.impl("batch_norm_act_backward", &backward_op<be>);
 }
