@@ -90,13 +90,7 @@ def batch_norm_act(
     else:
         mean, var = running_mean.to(acc).clone(), running_var.to(acc)
     invstd = torch.rsqrt(var + eps)
-    z = (x - _channel_view(mean, nd)) * _channel_view(invstd, nd)
-    if weight is not None:
-        z = z * _channel_view(weight.to(acc), nd)
-    if bias is not None:
-        z = z + _channel_view(bias.to(acc), nd)
-    y = activation_forward(z, activation, _slope_view(activation, slope, negative_slope, nd, acc), negative_slope)
-    return y.to(input.dtype), mean, invstd
+    return batch_norm_act_apply(input, weight, bias, mean, invstd, slope, activation, negative_slope), mean, invstd
 
 
 def batch_norm_act_apply(
