@@ -84,7 +84,7 @@ def has_kernel(op: str, device_type: str) -> bool:
     """Whether torch.ops.pygan.<op> has a compiled kernel for tensors on `device_type` ('cpu', 'cuda')."""
     key = (op, device_type)
     if key not in _kernel_cache:
-        ok = _C is not None
+        ok = _C is not None and hasattr(torch.ops.pygan, op)  # a stale build may predate the op
         if ok:
             dispatch_key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
             ok = dispatch_key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(f"pygan::{op}", dispatch_key)

@@ -24,8 +24,6 @@ from torch import Tensor
 from pygan import _ext
 
 _state = threading.local()
-# False when pygan._C is missing or predates the op (a stale build): the recipe then composes PyTorch ops
-_HAS_APPLY = _ext._C is not None and hasattr(torch.ops.pygan, "batch_norm_act_apply")
 
 
 class _Recipe:
@@ -38,7 +36,7 @@ class _Recipe:
             y = F.batch_norm(self.x, None, None, self.weight, self.bias, True, 0.0, self.eps)
             return torch.relu(y)
         with torch.no_grad():
-            if _HAS_APPLY and _ext.has_kernel("batch_norm_act", self.x.device.type):
+            if _ext.has_kernel("batch_norm_act_apply", self.x.device.type):
                 # the forward's own normalize-and-activate kernel: y bitwise as the forward wrote it, one launch
                 return torch.ops.pygan.batch_norm_act_apply(self.x, self.weight, self.bias, self.mean, self.invstd,
                                                             None, "relu", 0.0)

@@ -4,7 +4,7 @@ Forward: each rank computes its per-channel count, mean and sum of squared devia
 dtype; one all_gather brings every rank's triple; all ranks merge them with Chan et al.'s pairwise formula
 (mean = sum n_i mean_i / N, M2 = sum M2_i + n_i (mean_i - mean)^2), exact for unequal per-rank batch sizes and
 stable where sum / sum-of-squares would cancel. The fused kernel then normalizes and activates with those
-statistics (its eval path), and the running statistics get the unbiased global variance with count N.
+statistics (batch_norm_act_apply), and the running statistics get the unbiased global variance with count N.
 
 Backward: the fused backward kernel's eval path gives, per rank, weight * invstd * dz and the per-channel sums
 sum(dz) and sum(dz * x_hat); one all_reduce adds those sums over the ranks (with the gradients reaching the
@@ -92,8 +92,7 @@ class _SyncBatchNormAct(torch.autograd.Function):
         ops = torch.ops.pygan if kernels else reference
         if running_mean is not None:
             ops.batch_norm_update_stats(running_mean, running_var, mean, invstd, float(momentum), float(eps), count)
-        args = (input, weight, bias, mean, var, slope, False, float(eps), activation, float(negative_slope))
-        y = ops.batch_norm_act(*args)[0]
+        y = ops.batch_norm_act_apply(input, weight, bias, mean, invstd, slope, activation, float(negative_slope))
         # The output is kept where x_hat can be recovered from it; no check where nothing needs a gradient (it
         # reads parameters: a host synchronisation on a GPU). relu keeps its input and is not offered to
         # recompute_relu_outputs, which would recompute a differentiable batch norm with this rank's statistics.
@@ -151,7 +150,7 @@ class _SyncBatchNormAct(torch.autograd.Function):
 
 
 def _has_kernel(t: Tensor) -> bool:
-    return _ext.has_kernel(OP, t.device.type)
+    return all(_ext.has_kernel(op, t.device.type) for op in (OP, "batch_norm_act_apply"))
 
 
 # torch.compile runs it eagerly between compiled graphs (a graph break per layer): the collectives and the host
