@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+import pygan
 from pygan.ops import recompute
 
 # Every row compiles its own closures of the same few functions: dynamo's per-code-object cache (8 by default) would
@@ -101,6 +102,7 @@ def environment(device: str) -> dict:
         "python": platform.python_version(),
         "cpu": platform.processor() or platform.machine(),
         "cpu_threads": torch.get_num_threads(),
+        "cpu_isa": pygan.build_info()["cpu_isa"],  # which build of pygan's CPU kernels ran
         "device": device,
     }
     try:

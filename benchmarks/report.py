@@ -16,7 +16,8 @@ def summary(path: str) -> str:
     with open(path) as f:
         data = json.load(f)
     env = data["environment"]
-    where = env.get("gpu") or f"{env['cpu']}, {env['cpu_threads']} threads"
+    isa = f", pygan CPU kernels {env['cpu_isa']}" if env.get("cpu_isa") else ""
+    where = env.get("gpu") or f"{env['cpu']}, {env['cpu_threads']} threads{isa}"
     gpu = bool(env.get("copy_bandwidth_Bps"))
     tuned = any(STOCK_AUTOTUNE in row["results"] for row in data["rows"])
     lines = [f"Measured on {where} ({env['device']}), torch {env['torch']}, {env['date'][:10]}, commit {env['commit']}"

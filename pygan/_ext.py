@@ -58,20 +58,23 @@ if LOAD_ERROR is not None and strict():
 
 
 def build_info() -> dict:
-    """What was built (CPU, CUDA, arch list) and for which torch, and whether it loaded here."""
+    """What was built (CPU, CUDA, arch list) and for which torch, whether it loaded here, and which build of the
+    CPU kernels (cpu_isa: baseline, avx2, avx512) runs on this CPU."""
     record = _read_build_record() or {}
     info = {
         "loaded": _C is not None,
         "torch_running": torch.__version__,
         "torch_built": record.get("torch"),
         "cpu": _C is not None,
+        "cpu_isa": None,
         "cuda": None,
         "cuda_arch_list": None,
         "error": LOAD_ERROR,
     }
     if _C is not None:
         built = _C.build_info()
-        info.update(torch_built=built["torch"], cuda=built["cuda"], cuda_arch_list=built["cuda_arch_list"])
+        info.update(torch_built=built["torch"], cpu_isa=built.get("cpu_isa"), cuda=built["cuda"],
+                    cuda_arch_list=built["cuda_arch_list"])
     return info
 
 

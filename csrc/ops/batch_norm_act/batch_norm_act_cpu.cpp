@@ -1,9 +1,8 @@
-// CPU backend of batch_norm_act: the kernels of batch_norm_act_cpu_kernels.h built twice — for the baseline
-// x86-64 ISA and for AVX2+FMA — and the faster one picked once at run time. The loops are compute-bound at SSE2
-// width on the build machines (a pass over a 64 MB tensor takes 4-7 ms where a copy takes 2 ms), so 8-wide
-// vectors pay; compiling the whole extension with -mavx2 instead would make it crash on CPUs without AVX2.
+// CPU backend of batch_norm_act: the kernels of batch_norm_act_cpu_kernels.h built for the baseline x86-64 ISA,
+// AVX2+FMA and AVX-512 (common/cpu_isa.h), the widest this CPU runs picked at run time.
 #include "ops/batch_norm_act/batch_norm_act.h"
 
+#include "common/cpu_isa.h"
 #include "common/element.h"
 
 #include <ATen/ATen.h>
@@ -13,8 +12,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <string_view>
 #include <vector>
 
 namespace pygan::bna {
@@ -24,45 +21,32 @@ namespace baseline {
 #include "ops/batch_norm_act/batch_norm_act_cpu_kernels.h"
 }  // namespace baseline
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define PYGAN_HAVE_AVX2_BUILD 1
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#ifdef PYGAN_X86_ISA_BUILDS
+PYGAN_BEGIN_AVX2
 namespace avx2 {
 #include "ops/batch_norm_act/batch_norm_act_cpu_kernels.h"
 }  // namespace avx2
-#pragma GCC pop_options
-#endif
+PYGAN_END_ISA
 
-// PYGAN_CPU_ISA=baseline forces the baseline build (the tests use it to cover both).
-bool use_avx2() {
-#ifdef PYGAN_HAVE_AVX2_BUILD
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          std::string_view(std::getenv("PYGAN_CPU_ISA") ? std::getenv("PYGAN_CPU_ISA") : "") != "baseline";
-  return yes;
-#else
-  return false;
-#endif
-}
-
-#ifdef PYGAN_HAVE_AVX2_BUILD
-#define PYGAN_PICK(fn) (use_avx2() ? avx2::fn : baseline::fn)
-#else
-#define PYGAN_PICK(fn) (baseline::fn)
+PYGAN_BEGIN_AVX512
+namespace avx512 {
+#include "ops/batch_norm_act/batch_norm_act_cpu_kernels.h"
+}  // namespace avx512
+PYGAN_END_ISA
 #endif
 
 void forward_cpu(const at::Tensor& x, const Layout& l, Act act, double eps, ChannelParams& p, at::Tensor& y) {
-  PYGAN_PICK(forward_cpu)(x, l, act, eps, p, y);
+  PYGAN_CPU_PICK(forward_cpu)(x, l, act, eps, p, y);
 }
 
 void normalize_act_cpu(const at::Tensor& x, const Layout& l, Act act, const ChannelParams& p, at::Tensor& y) {
-  PYGAN_PICK(normalize_act_cpu)(x, l, act, p, y);
+  PYGAN_CPU_PICK(normalize_act_cpu)(x, l, act, p, y);
 }
 
 void backward_cpu(const at::Tensor& grad_y, const at::Tensor& saved, bool saved_is_output, const Layout& l, Act act,
                   const ChannelParams& p, bool training, at::Tensor& sum_dz, at::Tensor& sum_dz_xhat,
                   at::Tensor& sum_slope, at::Tensor& grad_x) {
-  PYGAN_PICK(backward_cpu)(grad_y, saved, saved_is_output, l, act, p, training, sum_dz, sum_dz_xhat, sum_slope, grad_x);
+  PYGAN_CPU_PICK(backward_cpu)(grad_y, saved, saved_is_output, l, act, p, training, sum_dz, sum_dz_xhat, sum_slope, grad_x);
 }
 
 void update_stats_cpu(at::Tensor& running_mean, at::Tensor& running_var, const at::Tensor& mean,

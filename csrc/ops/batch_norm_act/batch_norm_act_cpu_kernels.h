@@ -1,5 +1,5 @@
-// The CPU kernels of batch_norm_act, included twice by batch_norm_act_cpu.cpp: once as is and once compiled for
-// AVX2+FMA, each time inside its own namespace (the right one is chosen at run time). Includes nothing itself.
+// The CPU kernels of batch_norm_act, included once per instruction set by batch_norm_act_cpu.cpp (baseline x86-64,
+// AVX2+FMA, AVX-512), each time inside its own namespace (common/cpu_isa.h). Includes nothing itself.
 //
 // CPU passes of batch_norm_act: statistics + normalize-and-activate forward, gradient sums + input gradient
 // backward; each pass sweeps the tensor in cache-sized chunks with all threads (at::parallel_for). Inner loops are
@@ -10,7 +10,8 @@
 // while the channel is in cache: 2 + 3 memory sweeps instead of 3 + 5). On the 2-core build machines these loops
 // are compute-bound at SSE2 width (a copy of the tensor takes 2 ms, a pass 4-7 ms), so it was no faster for
 // channels-first and 2-3x slower for channels-last (strided 64-byte rows). Passes take a View (a set of
-// channels) so that schedule, or an AVX2 build of these loops, can be tried again where memory is the limit.
+// channels) so that schedule can be tried again where memory is the limit (the AVX2 and AVX-512 builds of these
+// loops came later: each doubling of the vector width still paid, so they were still compute-bound).
 
 constexpr int64_t kTaskElems = 8192;          // streaming: elements per task (a chunk read twice stays in L1/L2)
 constexpr int64_t kParallelElems = 32768;     // below this many elements a pass runs on one thread
@@ -59,34 +60,59 @@ void for_each_row_block(const View& v, F f) {
 // Count, mean and sum of squared deviations of a part of one channel; parts merge exactly (Chan et al.).
 struct Moments {
   double n = 0, mean = 0, m2 = 0;
-  void merge(const Moments& b) {
-    if (b.n == 0) return;
-    const double total = n + b.n, delta = b.mean - mean;
-    mean += delta * b.n / total;
-    m2 += b.m2 + delta * delta * n * b.n / total;
-    n = total;
-  }
 };
 
 struct GradSums {
   double dz = 0, dz_xhat = 0, slope = 0;
-  void merge(const GradSums& b) { dz += b.dz, dz_xhat += b.dz_xhat, slope += b.slope; }
 };
 
 // Merges per-task partials into per-channel totals in a fixed order (deterministic): channels-first partials are
-// indexed by task (plane-major), channels-last ones by block * C + c.
-template <typename Part>
-std::vector<Part> merge_parts(const View& v, const std::vector<Part>& parts) {
-  std::vector<Part> out(v.C);
+// indexed by task (plane-major), channels-last ones by block * C + c. Every channel's part of one task group (a
+// (n, chunk) pair; a row block) has the same count, so each group is merged into all channels at once, vectorized,
+// with weights computed once: merging part by part took as long as the statistics pass itself for 512 channels.
+template <typename F>
+void for_each_part_group(const View& v, F merge_group) {
   if (!v.channels_last) {
     const int64_t per_plane = ceil_div(v.S, kTaskElems);
     for (int64_t n = 0; n < v.N; ++n)
-      for (int64_t c = 0; c < v.C; ++c)
-        for (int64_t k = 0; k < per_plane; ++k) out[c].merge(parts[(n * v.C + c) * per_plane + k]);
+      for (int64_t k = 0; k < per_plane; ++k) merge_group(n * v.C * per_plane + k, per_plane);  // first, stride
   } else {
-    for (int64_t b = 0; b < row_blocks(v); ++b)
-      for (int64_t c = 0; c < v.C; ++c) out[c].merge(parts[b * v.C + c]);
+    for (int64_t b = 0; b < row_blocks(v); ++b) merge_group(b * v.C, int64_t(1));
   }
+}
+
+std::vector<Moments> merge_parts(const View& v, const std::vector<Moments>& parts) {
+  std::vector<double> mean(v.C, 0.0), m2(v.C, 0.0);
+  double n = 0;
+  for_each_part_group(v, [&](int64_t first, int64_t stride) {
+    const Moments* part = parts.data() + first;
+    const double nb = part[0].n, total = n + nb;
+    if (nb == 0) return;
+    const double w_mean = nb / total, w_m2 = n * nb / total;
+    #pragma omp simd
+    for (int64_t c = 0; c < v.C; ++c) {
+      const double delta = part[c * stride].mean - mean[c];
+      mean[c] += delta * w_mean;
+      m2[c] += part[c * stride].m2 + delta * delta * w_m2;
+    }
+    n = total;
+  });
+  std::vector<Moments> out(v.C);
+  for (int64_t c = 0; c < v.C; ++c) out[c] = Moments{n, mean[c], m2[c]};
+  return out;
+}
+
+std::vector<GradSums> merge_parts(const View& v, const std::vector<GradSums>& parts) {
+  std::vector<GradSums> out(v.C);
+  for_each_part_group(v, [&](int64_t first, int64_t stride) {
+    const GradSums* part = parts.data() + first;
+    #pragma omp simd
+    for (int64_t c = 0; c < v.C; ++c) {
+      out[c].dz += part[c * stride].dz;
+      out[c].dz_xhat += part[c * stride].dz_xhat;
+      out[c].slope += part[c * stride].slope;
+    }
+  });
   return out;
 }
 
