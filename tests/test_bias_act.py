@@ -156,3 +156,22 @@ def test_cpu_half_conversions_are_exact(dtype, fmt):
     zeros = torch.zeros(1, values.numel(), 1, 1, dtype=dtype).contiguous(memory_format=memory_format)
     ours, theirs = bias_act(zeros, values, "identity").flatten(), values.to(dtype)
     assert ((ours.view(torch.int16) == theirs.view(torch.int16)) | (ours.isnan() & theirs.isnan())).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_backward_honours_deterministic_mode(device):
+    """The CUDA backward sums grad_bias with atomics (order varies): deterministic mode must refuse it; the CPU one
+    merges in a fixed order and runs."""
+    x, b, _ = make((4, 3, 5, 5), "leaky_relu", torch.float32, device)
+    g = torch.randn(x.shape, device=device)
+    was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        call = lambda: torch.ops.pygan.bias_act_backward(g, x, False, b, None, "leaky_relu", 0.2)  # noqa: E731
+        if device == "cuda":
+            with pytest.raises(RuntimeError, match="bias_act_backward_cuda"):
+                call()
+        else:
+            call()
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn_only)

@@ -143,6 +143,10 @@ void forward_cuda(const at::Tensor& x, const Layout& l, Act act, const Params& p
 void backward_cuda(const at::Tensor& grad_y, const at::Tensor& saved, bool saved_is_output, const Layout& l, Act act,
                    const Params& p, bool want_slope, at::Tensor& grad_x, at::Tensor& grad_bias,
                    at::Tensor& grad_slope) {
+  // grad_bias / grad_slope are summed with float atomicAdds from several blocks per channel, in an order that
+  // varies run to run: under torch.use_deterministic_algorithms(True) this must raise (or warn, warn_only=True)
+  // as PyTorch's own atomic-reduction kernels do, not silently return non-reproducible gradients.
+  at::globalContext().alertNotDeterministic("bias_act_backward_cuda");
   const c10::cuda::OptionalCUDAGuard guard(saved.device());
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, saved.scalar_type(), "bias_act_backward_cuda", [&] {
