@@ -2,9 +2,13 @@
 // merged per block, then per channel across blocks with Chan's formula in a finalize kernel) + one
 // normalize-and-activate pass; backward = one reduction pass (same scheme, plain sums) + one input-gradient pass.
 // Every channel's reduction is split over several blocks (a grid of C blocks underfills an H100 when C is
-// small), and the merge order is fixed, so results are deterministic. Element passes use 16-byte vector
-// loads when sizes and alignment allow.
+// small), and the merge order is fixed, so results are deterministic. Element passes give each thread chunks of
+// 16 bytes (16-byte vector loads when sizes and alignment allow) and find channels with a cursor, not a division
+// per element (common/channel_index.h).
 #include "ops/batch_norm_act/batch_norm_act.h"
+
+#include "common/channel_index.h"
+#include "common/vector_chunks.cuh"
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -15,7 +19,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <initializer_list>
 
 namespace pygan::bna {
 namespace {
@@ -51,13 +54,6 @@ ChannelArgs<acc> channel_args(const ChannelParams& p) {
   const int64_t stride = p.slope.defined() && p.slope.numel() > 1 ? 1 : 0;
   return {ptr(p.mean), ptr(p.invstd), ptr(p.gamma), ptr(p.beta), ptr(p.slope), stride, static_cast<acc>(p.leaky_slope)};
 }
-
-// Channel of flat element i.
-struct ChannelOf {
-  int64_t C, S;
-  bool channels_last;
-  __device__ __forceinline__ int64_t operator()(int64_t i) const { return channels_last ? i % C : (i / S) % C; }
-};
 
 // ---------------------------------------------------------------- accumulators
 
@@ -108,9 +104,18 @@ __global__ void reduce_cf_kernel(Load load, int64_t N, int64_t C, int64_t S, int
   const int64_t c = blockIdx.x, split = blockIdx.y;
   const int64_t begin = split * chunk, end = std::min(N * S, begin + chunk);
   Acc acc{};
-  for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
-    const int64_t n = j / S;
-    acc.add(load((n * C + c) * S + (j - n * S), c));
+  // j = n * S + s walks the channel's values by blockDim.x: (n, s) advance by the step's own quotient and
+  // remainder, so there is no 64-bit division per element.
+  const int64_t first = begin + threadIdx.x, step_n = blockDim.x / S, step_s = blockDim.x - step_n * S;
+  int64_t n = first / S, s = first - n * S;
+  for (int64_t j = first; j < end; j += blockDim.x) {
+    acc.add(load((n * C + c) * S + s, c));
+    n += step_n;
+    s += step_s;
+    if (s >= S) {
+      s -= S;
+      ++n;
+    }
   }
   // warp, then block
   for (int off = 16; off > 0; off /= 2) acc.merge(acc.shfl_down(off));
@@ -186,44 +191,32 @@ void reduce_per_channel(const Layout& l, const at::Tensor& like, Load load, Done
 }
 
 // ---------------------------------------------------------------- element passes
+// Each thread takes chunks of V consecutive elements (common/vector_chunks.cuh), their channels from one cursor.
 
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Vec {
-  T v[V];
-};
-
-template <typename scalar_t>
-constexpr int vec_width() { return static_cast<int>(16 / sizeof(scalar_t)); }
-
-bool can_vectorize(int width, int64_t numel, std::initializer_list<const void*> ptrs, size_t elem) {
-  if (numel % width != 0) return false;
-  for (const void* p : ptrs)
-    if (reinterpret_cast<uintptr_t>(p) % (elem * width) != 0) return false;
-  return true;
-}
-
-unsigned element_blocks(int64_t vectors) {
+unsigned element_blocks(int64_t chunks) {
   const int64_t cap = static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 32;
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min(ceil_div(vectors, kThreads), cap)));
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min(ceil_div(chunks, kThreads), cap)));
 }
 
 // y = act(x * scale + shift), scale = gamma * invstd, shift = beta - mean * scale
-template <typename scalar_t, Act A, int V>
+template <typename scalar_t, Act A, int V, bool Aligned>
 __global__ void normalize_act_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y, int64_t numel,
-                                     ChannelOf ch, ChannelArgs<acc_t<scalar_t>> p) {
+                                     ChannelIndex ch, ChannelArgs<acc_t<scalar_t>> p) {
   using acc = acc_t<scalar_t>;
-  const int64_t vectors = numel / V;
-  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < vectors;
+  const int64_t chunks = (numel + V - 1) / V;
+  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < chunks;
        k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    Vec<scalar_t, V> in = reinterpret_cast<const Vec<scalar_t, V>*>(x)[k], out;
+    const Vec<scalar_t, V> in = load_chunk<scalar_t, V, Aligned>(x, k, numel);
+    Vec<scalar_t, V> out;
+    ChannelIndex::Cursor cur = ch.at(k * V);
 #pragma unroll
-    for (int e = 0; e < V; ++e) {
-      const int64_t c = ch(k * V + e);
+    for (int e = 0; e < V; ++e, cur.next()) {
+      const int64_t c = cur.c;
       const acc scale = p.g(c) * p.invstd[c];
       const acc shift = p.b(c) - p.mean[c] * scale;
       out.v[e] = static_cast<scalar_t>(act_forward<A>(static_cast<acc>(in.v[e]) * scale + shift, p.sl(c)));
     }
-    reinterpret_cast<Vec<scalar_t, V>*>(y)[k] = out;
+    store_chunk<scalar_t, V, Aligned>(y, k, numel, out);
   }
 }
 
@@ -241,20 +234,22 @@ __device__ __forceinline__ void recover(acc s, int64_t c, const ChannelArgs<acc>
 }
 
 // dx = a * dz + bb + cx * x_hat, a = gamma * invstd, bb = -a * sum_dz / M, cx = -a * sum_dz_xhat / M (training)
-template <typename scalar_t, Act A, bool FromOutput, int V>
+template <typename scalar_t, Act A, bool FromOutput, int V, bool Aligned>
 __global__ void grad_input_kernel(const scalar_t* __restrict__ dy, const scalar_t* __restrict__ s,
-                                  scalar_t* __restrict__ dx, int64_t numel, ChannelOf ch,
+                                  scalar_t* __restrict__ dx, int64_t numel, ChannelIndex ch,
                                   ChannelArgs<acc_t<scalar_t>> p, const acc_t<scalar_t>* __restrict__ sum_dz,
                                   const acc_t<scalar_t>* __restrict__ sum_dzx, acc_t<scalar_t> inv_m, bool training) {
   using acc = acc_t<scalar_t>;
-  const int64_t vectors = numel / V;
-  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < vectors;
+  const int64_t chunks = (numel + V - 1) / V;
+  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < chunks;
        k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    Vec<scalar_t, V> g = reinterpret_cast<const Vec<scalar_t, V>*>(dy)[k];
-    Vec<scalar_t, V> v = reinterpret_cast<const Vec<scalar_t, V>*>(s)[k], out;
+    const Vec<scalar_t, V> g = load_chunk<scalar_t, V, Aligned>(dy, k, numel);
+    const Vec<scalar_t, V> v = load_chunk<scalar_t, V, Aligned>(s, k, numel);
+    Vec<scalar_t, V> out;
+    ChannelIndex::Cursor cur = ch.at(k * V);
 #pragma unroll
-    for (int e = 0; e < V; ++e) {
-      const int64_t c = ch(k * V + e);
+    for (int e = 0; e < V; ++e, cur.next()) {
+      const int64_t c = cur.c;
       acc z, xh;
       recover<A, FromOutput>(static_cast<acc>(v.v[e]), c, p, z, xh);
       const acc a = p.g(c) * p.invstd[c];
@@ -262,7 +257,7 @@ __global__ void grad_input_kernel(const scalar_t* __restrict__ dy, const scalar_
       const acc r = training ? a * (dz - sum_dz[c] * inv_m - xh * sum_dzx[c] * inv_m) : a * dz;
       out.v[e] = static_cast<scalar_t>(r);
     }
-    reinterpret_cast<Vec<scalar_t, V>*>(dx)[k] = out;
+    store_chunk<scalar_t, V, Aligned>(dx, k, numel, out);
   }
 }
 
@@ -353,7 +348,7 @@ void update_stats_cuda(at::Tensor& running_mean, at::Tensor& running_var, const 
 void normalize_act_cuda(const at::Tensor& x, const Layout& l, Act act, const ChannelParams& cp, at::Tensor& y) {
   const c10::cuda::OptionalCUDAGuard guard(x.device());
   auto stream = at::cuda::getCurrentCUDAStream();
-  const ChannelOf ch{l.C, l.S, l.channels_last};
+  const ChannelIndex ch = ChannelIndex::of(l.C, l.S, l.channels_last);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "batch_norm_act_forward_cuda", [&] {
     using acc = acc_t<scalar_t>;
     const auto p = channel_args<acc>(cp);
@@ -362,9 +357,10 @@ void normalize_act_cuda(const at::Tensor& x, const Layout& l, Act act, const Cha
     const int64_t n = x.numel();
     constexpr int V = vec_width<scalar_t>();
     const bool vec = can_vectorize(V, n, {in, out}, sizeof(scalar_t));
+    const unsigned blocks = element_blocks(ceil_div(n, V));
     dispatch_act(act, [&]<Act A>() {
-      if (vec) normalize_act_kernel<scalar_t, A, V><<<element_blocks(n / V), kThreads, 0, stream>>>(in, out, n, ch, p);
-      else normalize_act_kernel<scalar_t, A, 1><<<element_blocks(n), kThreads, 0, stream>>>(in, out, n, ch, p);
+      if (vec) normalize_act_kernel<scalar_t, A, V, true><<<blocks, kThreads, 0, stream>>>(in, out, n, ch, p);
+      else normalize_act_kernel<scalar_t, A, V, false><<<blocks, kThreads, 0, stream>>>(in, out, n, ch, p);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
@@ -392,7 +388,7 @@ void grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& saved, bool sav
                      at::Tensor& grad_x) {
   const c10::cuda::OptionalCUDAGuard guard(saved.device());
   auto stream = at::cuda::getCurrentCUDAStream();
-  const ChannelOf ch{l.C, l.S, l.channels_last};
+  const ChannelIndex ch = ChannelIndex::of(l.C, l.S, l.channels_last);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, saved.scalar_type(), "batch_norm_act_grad_input_cuda", [&] {
     using acc = acc_t<scalar_t>;
     const auto p = channel_args<acc>(cp);
@@ -405,13 +401,14 @@ void grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& saved, bool sav
     const int64_t n = saved.numel();
     constexpr int V = vec_width<scalar_t>();
     const bool vec = can_vectorize(V, n, {dy, s, dx}, sizeof(scalar_t));
+    const unsigned blocks = element_blocks(ceil_div(n, V));
     dispatch_act(act, [&]<Act A>() {
       auto launch = [&]<bool FromOutput>() {
         if (vec)
-          grad_input_kernel<scalar_t, A, FromOutput, V><<<element_blocks(n / V), kThreads, 0, stream>>>(
+          grad_input_kernel<scalar_t, A, FromOutput, V, true><<<blocks, kThreads, 0, stream>>>(
               dy, s, dx, n, ch, p, sdz, sdzx, inv_m, training);
         else
-          grad_input_kernel<scalar_t, A, FromOutput, 1><<<element_blocks(n), kThreads, 0, stream>>>(
+          grad_input_kernel<scalar_t, A, FromOutput, V, false><<<blocks, kThreads, 0, stream>>>(
               dy, s, dx, n, ch, p, sdz, sdzx, inv_m, training);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       };

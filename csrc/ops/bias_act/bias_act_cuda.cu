@@ -1,8 +1,11 @@
-// CUDA passes of bias_act. Forward: one elementwise kernel. Backward: one kernel that writes grad_input and
+// CUDA passes of bias_act. Forward: one elementwise kernel (16-byte chunks per thread). Backward: one kernel that writes grad_input and
 // reduces the per-channel bias (and prelu slope) gradients: a block owns one channel (channels-first) or 32
 // channels (channels-last) over a slab of the data, reduces in shared memory and adds its partial sums to the
 // fp32/fp64 accumulators with one atomicAdd per channel per block.
 #include "ops/bias_act/bias_act.h"
+
+#include "common/channel_index.h"
+#include "common/vector_chunks.cuh"
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -29,13 +32,20 @@ ChannelView<acc_t> view_of(const Params& p) {
   return ChannelView<acc_t>{p.bias.const_data_ptr<acc_t>(), p.slope.const_data_ptr<acc_t>()};
 }
 
-template <Act A, typename scalar_t, typename acc_t>
-__global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y, int64_t numel, int64_t C,
-                               int64_t S, bool channels_last, ChannelView<acc_t> cv) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < numel;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t c = channels_last ? i % C : (i / S) % C;
-    y[i] = static_cast<scalar_t>(bna::act_forward<A>(static_cast<acc_t>(x[i]) + cv.b(c), cv.s(c)));
+// Chunks of V consecutive elements per thread (common/vector_chunks.cuh), their channels from one cursor.
+template <Act A, typename scalar_t, typename acc_t, int V, bool Aligned>
+__global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y, int64_t numel,
+                               ChannelIndex ch, ChannelView<acc_t> cv) {
+  const int64_t chunks = (numel + V - 1) / V;
+  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < chunks;
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const Vec<scalar_t, V> in = load_chunk<scalar_t, V, Aligned>(x, k, numel);
+    Vec<scalar_t, V> out;
+    ChannelIndex::Cursor cur = ch.at(k * V);
+#pragma unroll
+    for (int e = 0; e < V; ++e, cur.next())
+      out.v[e] = static_cast<scalar_t>(bna::act_forward<A>(static_cast<acc_t>(in.v[e]) + cv.b(cur.c), cv.s(cur.c)));
+    store_chunk<scalar_t, V, Aligned>(y, k, numel, out);
   }
 }
 
@@ -132,9 +142,16 @@ void forward_cuda(const at::Tensor& x, const Layout& l, Act act, const Params& p
     using acc = acc_t<scalar_t>;
     const auto cv = view_of<acc>(p);
     const int64_t numel = x.numel();
+    const scalar_t* in = x.const_data_ptr<scalar_t>();
+    scalar_t* out = y.data_ptr<scalar_t>();
+    const ChannelIndex ch = ChannelIndex::of(l.C, l.S, l.channels_last);
+    constexpr int V = vec_width<scalar_t>();
+    const bool aligned = can_vectorize(V, numel, {in, out}, sizeof(scalar_t));
+    const int blocks = blocks_for((numel + V - 1) / V, kThreads * 4);
     with_act(act, [&](auto a) {
-      forward_kernel<decltype(a)::value, scalar_t, acc><<<blocks_for(numel, kThreads * 4), kThreads, 0, stream>>>(
-          x.const_data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), numel, l.C, l.S, l.channels_last, cv);
+      constexpr Act A = decltype(a)::value;
+      if (aligned) forward_kernel<A, scalar_t, acc, V, true><<<blocks, kThreads, 0, stream>>>(in, out, numel, ch, cv);
+      else forward_kernel<A, scalar_t, acc, V, false><<<blocks, kThreads, 0, stream>>>(in, out, numel, ch, cv);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
