@@ -11,8 +11,8 @@ import time
 import torch
 
 from benchmarks import SUITES
-from benchmarks.core import (OPTIONS, PYGAN_COMPILE, STOCK_COMPILE, annotate, environment, measure, table,
-                             write_json)
+from benchmarks.core import (OPTIONS, PYGAN_COMPILE, STOCK_COMPILE, annotate, environment, keep_freed_memory,
+                             measure, table, write_json)
 
 
 def main(argv=None) -> int:
@@ -36,13 +36,20 @@ def main(argv=None) -> int:
     warmup = 1 if args.quick else 5
     start = time.monotonic()
 
+    cases = [case for suite in SUITES for case in importlib.import_module(suite).cases(args.device, args.quick)]
+    chosen = select(cases, args.filter)
+    if not chosen:
+        ap.error(f"--filter {args.filter!r} selects no case (cases are named 'suite case', e.g. "
+                 f"{cases[0].suite + ' ' + cases[0].name!r})")
+
     OPTIONS["autotune"] = args.autotune and not args.no_compile
     env = environment(args.device)
+    if args.device == "cpu":
+        env["malloc"] = keep_freed_memory()
     print(f"# pygan benchmarks on {env.get('gpu') or env['cpu']} ({args.device}, {env['cpu_threads']} threads), "
           f"torch {env['torch']}, commit {env['commit']}", flush=True)
-    cases = [case for suite in SUITES for case in importlib.import_module(suite).cases(args.device, args.quick)]
     rows, skipped = [], []
-    for case in select(cases, args.filter):
+    for case in chosen:
         if args.budget_s is not None and time.monotonic() - start > args.budget_s:
             skipped.append(f"{case.suite}: {case.name}")
             continue

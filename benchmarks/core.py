@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import json
 import os
@@ -92,6 +93,26 @@ def measure(case: Case, device: str, rounds: int, warmup: int) -> dict:
         if name in case.saved_bytes:
             out[name]["saved_bytes"] = case.saved_bytes[name]
     return out
+
+
+def keep_freed_memory() -> str | None:
+    """On glibc, keep freed memory in the process instead of returning it to the OS; returns what was set, or None.
+
+    By default glibc maps every allocation over 32 MiB (and, depending on what was freed before, smaller ones) afresh
+    and unmaps it when freed, so each new tensor of that size is paid again in page faults. On the build machines (a
+    2-core VM) that cost varied from run to run by up to 30x for the same call — a stock BatchNorm + activation
+    forward on a 32 MiB tensor took 3 ms or 11 ms depending on the allocator's history — which drowned the kernels'
+    differences. Applied once at start, the same for every variant (the tensors pygan does not allocate then save
+    nothing in page faults, so this is the conservative choice for pygan).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+        if libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1) == 1:
+            return "glibc: no mmap allocations, no trimming (freed memory stays in the process)"
+    except (OSError, AttributeError):
+        pass
+    return None
 
 
 def environment(device: str) -> dict:

@@ -17,7 +17,8 @@ def summary(path: str) -> str:
         data = json.load(f)
     env = data["environment"]
     isa = f", pygan CPU kernels {env['cpu_isa']}" if env.get("cpu_isa") else ""
-    where = env.get("gpu") or f"{env['cpu']}, {env['cpu_threads']} threads{isa}"
+    heap = ", freed memory kept in the process (benchmarks/core.py: keep_freed_memory)" if env.get("malloc") else ""
+    where = env.get("gpu") or f"{env['cpu']}, {env['cpu_threads']} threads{isa}{heap}"
     gpu = bool(env.get("copy_bandwidth_Bps"))
     tuned = any(STOCK_AUTOTUNE in row["results"] for row in data["rows"])
     lines = [f"Measured on {where} ({env['device']}), torch {env['torch']}, {env['date'][:10]}, commit {env['commit']}"

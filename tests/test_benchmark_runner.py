@@ -58,3 +58,28 @@ def test_report_adds_gpu_columns(tmp_path):
     text = summary(str(path))
     assert "NVIDIA H200" in text and "4.30 TB/s" in text and "max-autotune" in text
     assert text.splitlines()[-1].endswith("| 0.800 ms | 1.60 | 80% |")
+
+
+def test_a_filter_that_selects_nothing_is_an_error_and_writes_nothing(tmp_path, capsys):
+    import pytest
+
+    from benchmarks.__main__ import main
+
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit):
+        main(["--filter", "bn_act:", "--device", "cpu", "--json", str(out)])
+    assert "selects no case" in capsys.readouterr().err and not out.exists()
+
+
+def test_report_names_the_cpu_build_and_the_heap_setting(tmp_path):
+    import json
+
+    from benchmarks.report import summary
+
+    env = {"date": "2026-12-02T00:00:00", "torch": "x", "device": "cpu", "commit": "abc", "cpu": "Xeon",
+           "cpu_threads": 2, "cpu_isa": "avx512", "malloc": "glibc: no mmap allocations"}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"environment": env, "rows": [{"suite": "bn_act", "case": "c", "min_bytes": None,
+                                                              "results": {"stock eager": {"median_s": 1e-3}}}]}))
+    first = summary(str(path)).splitlines()[0]
+    assert "pygan CPU kernels avx512" in first and "freed memory kept" in first
