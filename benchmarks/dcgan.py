@@ -3,11 +3,17 @@ models and losses against the same networks made of stock torch.nn layers (`to_s
 stock BCE-with-logits losses; plus the discriminator-only configuration TorchBench's "dcgan" model times
 (batch 32, 3x64x64, D forward + backward), so figures can be set beside published ones. pygan's models run as the
 trainer runs them: G's forward inside recompute_relu_outputs() (bitwise the same results; compiled graphs ignore
-it). Memory: the bytes autograd keeps for the G step (G's and D's activations), eager variants."""
+it). Memory: the bytes autograd keeps for the G step (G's and D's activations), eager variants.
+
+On a GPU the goal rows (batch 128, bf16) add a diagnostic variant, NO_SYNC: pygan with each fused layer's
+recoverability verdict read once and reused, i.e. without the host synchronisation that reading the BN parameters
+back costs per layer and call — what that synchronisation costs a launch-bound step. Not a mode pygan offers: the
+verdict must follow the parameters as they train."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +22,8 @@ from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Ca
 from pygan.losses import discriminator_loss, generator_loss
 from pygan.models import DCGANDiscriminator, DCGANGenerator
 from pygan.ops.recompute import recompute_relu_outputs
+
+bna_module = importlib.import_module("pygan.ops.batch_norm_act")  # the module (pygan.ops.batch_norm_act is the function)
 
 
 def _stock_losses(real_logits, fake_logits):
@@ -54,6 +62,33 @@ def _iteration(G, D, real, z, d_loss, g_loss, amp_dtype, g_context=contextlib.nu
         loss.backward()
         opt_g.step()
     return run
+
+
+NO_SYNC = "pygan, verdicts read once (diagnostic)"
+
+
+@contextlib.contextmanager
+def _verdicts_read_once():
+    real, seen = bna_module.can_recover_from_output, {}
+
+    def once(activation, negative_slope, weight, bias, slope, dtype):
+        key = (id(weight), activation, dtype)
+        if key not in seen:
+            seen[key] = real(activation, negative_slope, weight, bias, slope, dtype)
+        return seen[key]
+
+    bna_module.can_recover_from_output = once
+    try:
+        yield
+    finally:
+        bna_module.can_recover_from_output = real
+
+
+def _inside(context, run):
+    def wrapped():
+        with context():
+            run()
+    return wrapped
 
 
 def _g_step_saved(G, D, z, g_loss, amp_dtype, g_context=contextlib.nullcontext) -> int:
@@ -99,6 +134,9 @@ def cases(device: str, quick: bool) -> list[Case]:
                     PYGAN_COMPILE: _iteration(cG, cD, real, z, _pygan_losses, _pygan_g_loss, amp),
                     **max_autotune(device, lambda compile_: _iteration(compile_(sG), compile_(sD), real, z,
                                                                        _stock_losses, _stock_g_loss, amp)),
+                    **({NO_SYNC: _inside(_verdicts_read_once, _iteration(G, D, real, z, _pygan_losses, _pygan_g_loss,
+                                                                        amp, recompute_relu_outputs))}
+                       if device == "cuda" and batch == 128 and amp is not None else {}),
                 }, saved_bytes={STOCK_EAGER: _g_step_saved(sG, sD, z, _stock_g_loss, amp),
                                 PYGAN: _g_step_saved(G, D, z, _pygan_g_loss, amp, recompute_relu_outputs)}))
     batch = 2 if quick else 32

@@ -83,3 +83,26 @@ def test_report_names_the_cpu_build_and_the_heap_setting(tmp_path):
                                                               "results": {"stock eager": {"median_s": 1e-3}}}]}))
     first = summary(str(path)).splitlines()[0]
     assert "pygan CPU kernels avx512" in first and "freed memory kept" in first
+
+
+def test_dcgan_diagnostic_reads_each_verdict_once_and_restores_the_check(monkeypatch):
+    import importlib
+
+    import torch
+
+    from benchmarks import dcgan
+
+    bna = importlib.import_module("pygan.ops.batch_norm_act")
+
+    calls = []
+    real = bna.can_recover_from_output
+    monkeypatch.setattr(bna, "can_recover_from_output", lambda *a: calls.append(1) or real(*a))
+    patched = bna.can_recover_from_output
+    D = dcgan.DCGANDiscriminator(16, 3, 8)
+    x = torch.randn(4, 3, 16, 16)
+    with dcgan._verdicts_read_once():
+        for _ in range(3):
+            D(x).sum().backward()
+    fused = sum(1 for m in D.modules() if type(m).__name__ == "BatchNormAct2d")
+    assert fused > 0 and len(calls) == fused
+    assert bna.can_recover_from_output is patched
