@@ -1,7 +1,9 @@
 #pragma once
 // Chunks of V consecutive elements for CUDA element passes: each thread handles a chunk at a time, with one
 // 16-byte load / store per tensor when the tensors allow it (Aligned) and V element accesses otherwise, the last
-// chunk's tail masked. Use with common/channel_index.h for the chunk's channels.
+// chunk's tail masked; each chunk's channels come from one ChannelIndex cursor.
+#include "common/channel_index.h"
+
 #include <c10/macros/Macros.h>
 
 #include <cstddef>
@@ -50,6 +52,22 @@ __device__ __forceinline__ void store_chunk(scalar_t* __restrict__ p, int64_t k,
 #pragma unroll
     for (int e = 0; e < V; ++e)
       if (k * V + e < numel) p[k * V + e] = r.v[e];
+  }
+}
+
+// y[i] = f(x[i], channel of i) over all numel elements, in chunks, grid-stride: the one-input element passes.
+template <int V, bool Aligned, typename scalar_t, typename F>
+__device__ __forceinline__ void map_chunks(const scalar_t* __restrict__ x, scalar_t* __restrict__ y, int64_t numel,
+                                           ChannelIndex ch, F f) {
+  const int64_t chunks = (numel + V - 1) / V;
+  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < chunks;
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const Vec<scalar_t, V> in = load_chunk<scalar_t, V, Aligned>(x, k, numel);
+    Vec<scalar_t, V> out;
+    ChannelIndex::Cursor cur = ch.at(k * V);
+#pragma unroll
+    for (int e = 0; e < V; ++e, cur.next()) out.v[e] = f(in.v[e], cur.c);
+    store_chunk<scalar_t, V, Aligned>(y, k, numel, out);
   }
 }
 

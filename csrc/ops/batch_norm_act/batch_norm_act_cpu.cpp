@@ -17,23 +17,8 @@
 namespace pygan::bna {
 namespace {
 
-namespace baseline {
-#include "ops/batch_norm_act/batch_norm_act_cpu_kernels.h"
-}  // namespace baseline
-
-#ifdef PYGAN_X86_ISA_BUILDS
-PYGAN_BEGIN_AVX2
-namespace avx2 {
-#include "ops/batch_norm_act/batch_norm_act_cpu_kernels.h"
-}  // namespace avx2
-PYGAN_END_ISA
-
-PYGAN_BEGIN_AVX512
-namespace avx512 {
-#include "ops/batch_norm_act/batch_norm_act_cpu_kernels.h"
-}  // namespace avx512
-PYGAN_END_ISA
-#endif
+#define PYGAN_CPU_KERNELS "ops/batch_norm_act/batch_norm_act_cpu_kernels.h"
+#include "common/cpu_isa_builds.inc"
 
 void forward_cpu(const at::Tensor& x, const Layout& l, Act act, double eps, ChannelParams& p, at::Tensor& y) {
   PYGAN_CPU_PICK(forward_cpu)(x, l, act, eps, p, y);

@@ -72,6 +72,7 @@ struct GradSums {
 // with weights computed once: merging part by part took as long as the statistics pass itself for 512 channels.
 template <typename F>
 void for_each_part_group(const View& v, F merge_group) {
+  if (v.C == 0) return;  // (groups read their first channel's count)
   if (!v.channels_last) {
     const int64_t per_plane = ceil_div(v.S, kTaskElems);
     for (int64_t n = 0; n < v.N; ++n)

@@ -7,7 +7,6 @@
 // per element (common/channel_index.h).
 #include "ops/batch_norm_act/batch_norm_act.h"
 
-#include "common/channel_index.h"
 #include "common/vector_chunks.cuh"
 
 #include <ATen/ATen.h>
@@ -203,21 +202,11 @@ template <typename scalar_t, Act A, int V, bool Aligned>
 __global__ void normalize_act_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y, int64_t numel,
                                      ChannelIndex ch, ChannelArgs<acc_t<scalar_t>> p) {
   using acc = acc_t<scalar_t>;
-  const int64_t chunks = (numel + V - 1) / V;
-  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < chunks;
-       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const Vec<scalar_t, V> in = load_chunk<scalar_t, V, Aligned>(x, k, numel);
-    Vec<scalar_t, V> out;
-    ChannelIndex::Cursor cur = ch.at(k * V);
-#pragma unroll
-    for (int e = 0; e < V; ++e, cur.next()) {
-      const int64_t c = cur.c;
-      const acc scale = p.g(c) * p.invstd[c];
-      const acc shift = p.b(c) - p.mean[c] * scale;
-      out.v[e] = static_cast<scalar_t>(act_forward<A>(static_cast<acc>(in.v[e]) * scale + shift, p.sl(c)));
-    }
-    store_chunk<scalar_t, V, Aligned>(y, k, numel, out);
-  }
+  map_chunks<V, Aligned>(x, y, numel, ch, [&](scalar_t v, int64_t c) {
+    const acc scale = p.g(c) * p.invstd[c];
+    const acc shift = p.b(c) - p.mean[c] * scale;
+    return static_cast<scalar_t>(act_forward<A>(static_cast<acc>(v) * scale + shift, p.sl(c)));
+  });
 }
 
 // Pre-activation z and normalized input x_hat of one element from the saved value s (input or output).

@@ -15,23 +15,8 @@
 namespace pygan::bias_act {
 namespace {
 
-namespace baseline {
-#include "ops/bias_act/bias_act_cpu_kernels.h"
-}  // namespace baseline
-
-#ifdef PYGAN_X86_ISA_BUILDS
-PYGAN_BEGIN_AVX2
-namespace avx2 {
-#include "ops/bias_act/bias_act_cpu_kernels.h"
-}  // namespace avx2
-PYGAN_END_ISA
-
-PYGAN_BEGIN_AVX512
-namespace avx512 {
-#include "ops/bias_act/bias_act_cpu_kernels.h"
-}  // namespace avx512
-PYGAN_END_ISA
-#endif
+#define PYGAN_CPU_KERNELS "ops/bias_act/bias_act_cpu_kernels.h"
+#include "common/cpu_isa_builds.inc"
 
 void forward_cpu(const at::Tensor& x, const Layout& l, Act act, const Params& p, at::Tensor& y) {
   PYGAN_CPU_PICK(forward_cpu)(x, l, act, p, y);

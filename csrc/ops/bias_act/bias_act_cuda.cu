@@ -1,10 +1,9 @@
-// CUDA passes of bias_act. Forward: one elementwise kernel (16-byte chunks per thread). Backward: one kernel that writes grad_input and
-// reduces the per-channel bias (and prelu slope) gradients: a block owns one channel (channels-first) or 32
-// channels (channels-last) over a slab of the data, reduces in shared memory and adds its partial sums to the
-// fp32/fp64 accumulators with one atomicAdd per channel per block.
+// CUDA passes of bias_act. Forward: one elementwise kernel (16-byte chunks per thread). Backward: one kernel that
+// writes grad_input and reduces the per-channel bias (and prelu slope) gradients: a block owns one channel
+// (channels-first) or 32 channels (channels-last) over a slab of the data, reduces in shared memory and adds its
+// partial sums to the fp32/fp64 accumulators with one atomicAdd per channel per block.
 #include "ops/bias_act/bias_act.h"
 
-#include "common/channel_index.h"
 #include "common/vector_chunks.cuh"
 
 #include <ATen/ATen.h>
@@ -32,21 +31,13 @@ ChannelView<acc_t> view_of(const Params& p) {
   return ChannelView<acc_t>{p.bias.const_data_ptr<acc_t>(), p.slope.const_data_ptr<acc_t>()};
 }
 
-// Chunks of V consecutive elements per thread (common/vector_chunks.cuh), their channels from one cursor.
+// Chunks of V consecutive elements per thread (common/vector_chunks.cuh).
 template <Act A, typename scalar_t, typename acc_t, int V, bool Aligned>
 __global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y, int64_t numel,
                                ChannelIndex ch, ChannelView<acc_t> cv) {
-  const int64_t chunks = (numel + V - 1) / V;
-  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < chunks;
-       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const Vec<scalar_t, V> in = load_chunk<scalar_t, V, Aligned>(x, k, numel);
-    Vec<scalar_t, V> out;
-    ChannelIndex::Cursor cur = ch.at(k * V);
-#pragma unroll
-    for (int e = 0; e < V; ++e, cur.next())
-      out.v[e] = static_cast<scalar_t>(bna::act_forward<A>(static_cast<acc_t>(in.v[e]) + cv.b(cur.c), cv.s(cur.c)));
-    store_chunk<scalar_t, V, Aligned>(y, k, numel, out);
-  }
+  map_chunks<V, Aligned>(x, y, numel, ch, [&](scalar_t v, int64_t c) {
+    return static_cast<scalar_t>(bna::act_forward<A>(static_cast<acc_t>(v) + cv.b(c), cv.s(c)));
+  });
 }
 
 template <Act A, typename scalar_t, typename acc_t>
