@@ -36,13 +36,13 @@ def main(argv=None) -> int:
     warmup = 1 if args.quick else 5
     start = time.monotonic()
 
+    OPTIONS["autotune"] = args.autotune and not args.no_compile  # read while the cases are built
     cases = [case for suite in SUITES for case in importlib.import_module(suite).cases(args.device, args.quick)]
     chosen = select(cases, args.filter)
     if not chosen:
         ap.error(f"--filter {args.filter!r} selects no case (cases are named 'suite case', e.g. "
                  f"{cases[0].suite + ' ' + cases[0].name!r})")
 
-    OPTIONS["autotune"] = args.autotune and not args.no_compile
     env = environment(args.device)
     if args.device == "cpu":
         env["malloc"] = keep_freed_memory()

@@ -106,3 +106,24 @@ def test_dcgan_diagnostic_reads_each_verdict_once_and_restores_the_check(monkeyp
     fused = sum(1 for m in D.modules() if type(m).__name__ == "BatchNormAct2d")
     assert fused > 0 and len(calls) == fused
     assert bna.can_recover_from_output is patched
+
+
+def test_autotune_option_is_set_before_the_cases_are_built(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    import benchmarks.__main__ as runner
+    from benchmarks.core import OPTIONS
+
+    seen = []
+
+    def cases(device, quick):
+        seen.append(OPTIONS["autotune"])
+        return [_case("fake", "row")]
+
+    monkeypatch.setitem(sys.modules, "fake_suite", types.SimpleNamespace(cases=cases))
+    monkeypatch.setattr(runner, "SUITES", ["fake_suite"])
+    monkeypatch.setitem(OPTIONS, "autotune", False)
+    monkeypatch.setattr(runner, "keep_freed_memory", lambda: None)  # leave this process's allocator alone
+    runner.main(["--autotune", "--device", "cpu", "--rounds", "1", "--quick", "--json", str(tmp_path / "r.json")])
+    assert seen == [True]
