@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, max_autotune, saved_tensor_bytes
 from pygan.losses import discriminator_loss, generator_loss
-from pygan.models import DCGANDiscriminator, DCGANGenerator
+from pygan.dcgan.models import DCGANDiscriminator, DCGANGenerator
 from pygan.ops.recompute import recompute_relu_outputs
 
 bna_module = importlib.import_module("pygan.ops.batch_norm_act")  # the module (pygan.ops.batch_norm_act is the function)

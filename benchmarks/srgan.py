@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case
 from benchmarks.dcgan import _pygan_g_loss, _pygan_losses, _stock_g_loss, _stock_losses
-from pygan.models import SRDiscriminator, SRResNet
+from pygan.sr.models import SRDiscriminator, SRResNet
 
 
 def _srresnet_step(G, lr, hr):

@@ -1,7 +1,7 @@
 """pygan: fast, dependable GAN training for PyTorch.
 
-Fused C++/CUDA kernels registered with the PyTorch dispatcher (torch.ops.pygan.*), drop-in modules (pygan.nn)
-and the GAN layer built on them.
+Fused C++/CUDA kernels registered with the PyTorch dispatcher (torch.ops.pygan.*), drop-in modules (pygan.nn),
+the GAN losses, and one package per GAN system (pygan.dcgan, pygan.sr) on a shared training core (pygan.training).
 """
 
 from pygan._ext import build_info

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from pygan._compat import has_kernel_for
+
 _HERE = Path(__file__).resolve().parent
 _REBUILD = "rebuild it against this torch: pip install --no-build-isolation --force-reinstall --no-deps -e ."
 
@@ -90,7 +92,7 @@ def has_kernel(op: str, device_type: str) -> bool:
         ok = _C is not None and hasattr(torch.ops.pygan, op)  # a stale build may predate the op
         if ok:
             dispatch_key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
-            ok = dispatch_key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(f"pygan::{op}", dispatch_key)
+            ok = dispatch_key is not None and has_kernel_for(f"pygan::{op}", dispatch_key)
         _kernel_cache[key] = ok
     return _kernel_cache[key]
 

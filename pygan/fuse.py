@@ -4,7 +4,7 @@ folded into the preceding convolutions for inference.
 fuse keeps every state_dict key and value: a BatchNorm{1,2,3}d followed by ReLU or LeakyReLU becomes the matching
 pygan.nn.BatchNormAct (same parameters and buffers, same name) and the activation an nn.Identity (it has no
 parameters). A PReLU's slope must keep its key (`<prelu>.weight`): in a Sequential the PReLU becomes a
-FusedPReLUSlope, an identity that still owns that parameter, and the fused module reads its slope from there; in a
+SlopeOwner, an identity that still owns that parameter, and the fused module reads its slope from there; in a
 traced model the PReLU stays, uncalled, as the owner. It rewrites nn.Sequential containers in place of their
 children (module types elsewhere are kept), then, for pairs it could not reach that way, models whose forward
 torch.fx can trace (the result is then an fx.GraphModule).
@@ -16,82 +16,15 @@ import copy
 
 import torch
 from torch import fx, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from pygan.nn.batch_norm_act import BatchNormAct1d, BatchNormAct2d, BatchNormAct3d, _BatchNormAct
-from pygan.nn.conv_bn_act import fold_into_conv, _ConvBNAct
-
-_FUSED_FOR = {nn.BatchNorm1d: BatchNormAct1d, nn.BatchNorm2d: BatchNormAct2d, nn.BatchNorm3d: BatchNormAct3d}
-
-
-class FusedPReLUSlope(nn.Identity):
-    """Left where fuse moved a PReLU into the BatchNorm before it: an identity owning the PReLU's slope parameter
-    under its old state_dict key (`weight`), read by that fused module."""
-
-    def __init__(self, prelu: nn.PReLU) -> None:
-        super().__init__()
-        self.weight = prelu.weight
-
-
-class _SlopeFromOwner:
-    """A fused BatchNorm + PReLU whose slope is the parameter of another module (the PReLU or its FusedPReLUSlope),
-    read at every use so that .to(), load_state_dict(assign=True) and deepcopy keep them one parameter."""
-
-    @property
-    def slope(self):
-        return self._slope_owner.weight
-
-
-class PReLUBatchNormAct1d(_SlopeFromOwner, BatchNormAct1d):
-    pass
-
-
-class PReLUBatchNormAct2d(_SlopeFromOwner, BatchNormAct2d):
-    pass
-
-
-class PReLUBatchNormAct3d(_SlopeFromOwner, BatchNormAct3d):
-    pass
-
-
-_PRELU_FUSED_FOR = {nn.BatchNorm1d: PReLUBatchNormAct1d, nn.BatchNorm2d: PReLUBatchNormAct2d,
-                    nn.BatchNorm3d: PReLUBatchNormAct3d}
-
-
-def _activation_of(module) -> tuple[str, float] | None:
-    """(activation, negative_slope) for a fusable activation module or function, else None."""
-    if isinstance(module, nn.ReLU) or module in (torch.relu, torch.nn.functional.relu):
-        return "relu", 0.0
-    if isinstance(module, nn.LeakyReLU):
-        return "leaky_relu", module.negative_slope
-    if isinstance(module, nn.PReLU):
-        return "prelu", 0.0
-    return None
+from pygan.nn.batch_norm_act import BatchNormAct2d, SlopeOwner, _BatchNormAct
+from pygan.nn.conv_bn_act import _ConvBNAct, fold_into_conv
+from pygan.nn.convert import FUSED_FOR, activation_module, activation_of, fused_batch_norm
 
 
 def _slope_fits(act, bn) -> bool:
     """A PReLU's slope count must be 1 or the BatchNorm's features (else the stock model fails: leave it alone)."""
     return not isinstance(act, nn.PReLU) or act.weight.numel() in (1, bn.num_features)
-
-
-def _fused_bn(bn: _BatchNorm, activation: str, negative_slope: float, slope_owner: nn.Module | None = None) -> _BatchNormAct:
-    if activation == "prelu":
-        # Built with a fixed slope (no parameter of its own), then switched to prelu reading the owner's slope.
-        fused = _PRELU_FUSED_FOR[type(bn)](bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
-                                           activation="leaky_relu")
-        del fused._parameters["slope"]
-        fused.activation = "prelu"
-        object.__setattr__(fused, "_slope_owner", slope_owner)  # a plain reference: not a submodule, no new key
-    else:
-        fused = _FUSED_FOR[type(bn)](bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
-                                     activation=activation, negative_slope=negative_slope)
-    # Share the very tensors: the fused module reads and updates the same parameters and buffers.
-    for name in ("weight", "bias"):
-        setattr(fused, name, getattr(bn, name))
-    for name in ("running_mean", "running_var", "num_batches_tracked"):
-        fused._buffers[name] = bn._buffers.get(name)
-    fused.train(bn.training)
-    return fused
 
 
 def _fuse_sequentials(model: nn.Module, prefix: str, done: list[str]) -> None:
@@ -102,10 +35,10 @@ def _fuse_sequentials(model: nn.Module, prefix: str, done: list[str]) -> None:
     keys = list(model._modules)
     for a, b in zip(keys, keys[1:]):
         bn, act = model._modules[a], model._modules[b]
-        spec = _activation_of(act)
-        if type(bn) in _FUSED_FOR and spec is not None and _slope_fits(act, bn):
-            owner = FusedPReLUSlope(act) if spec[0] == "prelu" else None
-            model._modules[a] = _fused_bn(bn, *spec, slope_owner=owner)
+        spec = activation_of(act)
+        if type(bn) in FUSED_FOR and spec is not None and _slope_fits(act, bn):
+            owner = SlopeOwner(act.weight) if spec[0] == "prelu" else None
+            model._modules[a] = fused_batch_norm(bn, *spec, slope_owner=owner)
             model._modules[b] = owner if owner is not None else nn.Identity()
             done.append(f"{prefix}{a} + {prefix}{b} -> {type(model._modules[a]).__name__}({spec[0]})")
 
@@ -115,17 +48,17 @@ def _fuse_traced(model: nn.Module, done: list[str]) -> nn.Module:
     modules = dict(gm.named_modules())
     changed = False
     for node in list(gm.graph.nodes):
-        if node.op != "call_module" or type(modules.get(node.target)) not in _FUSED_FOR or len(node.users) != 1:
+        if node.op != "call_module" or type(modules.get(node.target)) not in FUSED_FOR or len(node.users) != 1:
             continue
         user = next(iter(node.users))
         act = modules.get(user.target) if user.op == "call_module" else user.target if user.op == "call_function" else None
-        spec = _activation_of(act) if act is not None else None
+        spec = activation_of(act) if act is not None else None
         if (spec is None or (user.op == "call_function" and (len(user.args) != 1 or user.kwargs))
                 or not _slope_fits(act, modules[node.target])):
             continue
         parent, _, leaf = node.target.rpartition(".")
         # A fused PReLU stays in the model, no longer called, as the owner of the slope under its key.
-        fused = _fused_bn(modules[node.target], *spec, slope_owner=act if spec[0] == "prelu" else None)
+        fused = fused_batch_norm(modules[node.target], *spec, slope_owner=act if spec[0] == "prelu" else None)
         setattr(gm.get_submodule(parent) if parent else gm, leaf, fused)
         user.replace_all_uses_with(node)
         gm.graph.erase_node(user)
@@ -138,14 +71,6 @@ def _fuse_traced(model: nn.Module, done: list[str]) -> nn.Module:
     return gm if changed else model
 
 
-def fuse_in_place(model: nn.Module) -> list[str]:
-    """Fuses the BatchNorm + activation pairs inside `model`'s nn.Sequential containers in place (how pygan's own
-    models are built from stock layers); returns what was fused."""
-    done: list[str] = []
-    _fuse_sequentials(model, "", done)
-    return done
-
-
 def fuse(model: nn.Module, report: bool = False):
     """A copy of `model` in which every BatchNorm followed by ReLU / LeakyReLU / PReLU runs through pygan's fused op, with
     the same state_dict keys and values (checkpoints load both ways). With report=True, returns (model, list of
@@ -153,7 +78,7 @@ def fuse(model: nn.Module, report: bool = False):
     model = copy.deepcopy(model)
     done: list[str] = []
     _fuse_sequentials(model, "", done)
-    remaining = [m for m in model.modules() if type(m) in _FUSED_FOR]
+    remaining = [m for m in model.modules() if type(m) in FUSED_FOR]
     if remaining:
         try:
             model = _fuse_traced(model, done)
@@ -174,14 +99,7 @@ def fold_bn(model: nn.Module) -> nn.Module:
 
 def _activation_module(bn) -> nn.Module:
     if isinstance(bn, _BatchNormAct):
-        if bn.activation == "relu":
-            return nn.ReLU(inplace=True)
-        if bn.activation == "leaky_relu":
-            return nn.LeakyReLU(bn.negative_slope, inplace=True)
-        if bn.activation == "prelu":
-            prelu = nn.PReLU(bn.slope.numel())
-            prelu.weight = bn.slope
-            return prelu
+        return activation_module(bn.activation, bn.negative_slope, bn.slope)
     return nn.Identity()
 
 

@@ -6,12 +6,12 @@ import torch.nn.functional as F
 
 import pygan
 from pygan import _ext
-from pygan.ops import batch_norm_act, reference
+from pygan.ops import activations, batch_norm_act, reference
 from pygan.ops.batch_norm_act import can_recover_from_output
 
 from conftest import DEVICES
 
-ACTS = reference.ACTIVATIONS
+ACTS = activations.NAMES
 SHAPES = [
     (1, 3, 5, 7),  # N=1 with H*W > 1, odd sizes
     (4, 1, 9, 9),  # C=1

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from pygan import _ext
-from pygan.ops import bias_act, reference
+from pygan.ops import activations, bias_act, reference
 
 from conftest import DEVICES
 
-ACTS = reference.ACTIVATIONS
+ACTS = activations.NAMES
 SHAPES = [(1, 3, 5, 7), (4, 1, 9, 9), (2, 3, 33, 65), (16, 128, 2, 2), (5, 4), (3, 4, 7), (2, 3, 3, 4, 5)]
 LOW = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 

@@ -27,12 +27,12 @@ def pair(kind, activation, groups=1, bias=False):
     args = (4, 6, 4, 2, 1) if kind == "transpose" else (4, 6, 3, 2, 1)
     block = cls(*args, groups=groups, bias=bias, activation=activation, negative_slope=0.2).double()
     stock = StockBlock(stock_conv(*args, groups=groups, bias=bias), 6, activation).double()
-    if activation == "prelu":
-        block.bn.slope = nn.Parameter(stock.act.weight.detach().clone())
+    if activation == "prelu":  # the stock PReLU has a slope per channel: give the block's owner that shape
+        block.act.weight = nn.Parameter(torch.empty_like(stock.act.weight))
     with torch.no_grad():
         stock.bn.weight.uniform_(0.5, 1.5)
         stock.bn.bias.uniform_(-0.3, 0.3)
-    block.load_state_dict({k: v for k, v in stock.state_dict().items() if not k.startswith("act.")}, strict=False)
+    block.load_state_dict(stock.state_dict())  # the same keys, PReLU's slope included
     return block, stock
 
 

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from pygan.cli import build_parser, main
-from pygan.train import TrainConfig
+from pygan.dcgan import DCGANConfig as TrainConfig
 
 TINY = ["--size", "16", "--latent-dim", "8", "--g-width", "4", "--d-width", "4", "--batch-size", "8",
         "--grid-size", "8", "--eval-samples", "0", "--collapse-ratio", "0", "--no-progress", "--device", "cpu"]
@@ -28,7 +28,7 @@ def test_help_documents_every_option(capsys):
 
 
 @pytest.mark.parametrize("argv,msg", [
-    (["train", "dcgan", "--size", "48"], "power of two"),
+    (["train", "dcgan", "--size", "48"], "size must be one of 16, 32, 64, 128"),
     (["train", "dcgan", "--data", "/no/such/folder"], "data not found"),
     (["train", "dcgan", "--loss", "bogus"], "loss must be one of"),
     (["sample", "/no/such.pt"], "checkpoint not found"),
@@ -82,3 +82,29 @@ def test_train_sample_interpolate_resume(capsys, tmp_path):
 def test_parser_defaults_match_config():
     a = build_parser().parse_args(["train", "dcgan"])
     assert all(getattr(a, f) is None for f in TrainConfig.__dataclass_fields__)  # unset: TrainConfig's defaults
+
+
+def test_warnings_print_as_one_line_and_progress_is_plain_when_not_a_terminal(capsys, tmp_path):
+    # collapse ratio 2: any sample set counts as collapsed; progress on, stderr is not a terminal under capsys
+    argv = [a for a in TINY if a not in ("--no-progress",)]
+    argv[argv.index("--collapse-ratio") + 1] = "2"
+    rc, _, err = run(capsys, "train", "dcgan", "--steps", "2", "--out", str(tmp_path / "run"), *argv)
+    assert rc == 0, err
+    warning = [line for line in err.splitlines() if "mode collapse" in line]
+    assert warning and all(line.startswith("pygan: warning: possible mode collapse") for line in warning)
+    assert "RuntimeWarning" not in err and "warnings.warn" not in err
+    assert "\r" not in err
+    assert "step 2/2 (100%)" in err  # the closing status line
+
+
+def test_helps_come_from_the_config_fields(capsys):
+    import dataclasses
+
+    from pygan.sr import SRConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "srgan", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(SRConfig):
+        assert " ".join(f.metadata["help"].split())[:40] in out, f.name
+    assert "(default: runs/srgan)" in out and "(default: 8)" in out  # defaults overridden by the SR config

@@ -212,7 +212,7 @@ def test_converter_replaces_stock_batch_norm_keeping_its_tensors():
 
 # ---------------------------------------------------------------- the DCGAN trainer on 2 ranks
 def _tiny(out, **kw):
-    from pygan.train import TrainConfig
+    from pygan.dcgan import DCGANConfig as TrainConfig
 
     base = dict(out=str(out), size=16, latent_dim=8, g_width=4, d_width=4, batch_size=8, steps=3, r1_weight=0.0,
                 log_every=1, sample_every=2, checkpoint_every=2, grid_size=8, eval_samples=0, progress=False,
@@ -221,7 +221,7 @@ def _tiny(out, **kw):
 
 
 def _train_worker(rank, world, init_file, out, kw):
-    from pygan.train import Trainer
+    from pygan.dcgan import DCGANTrainer as Trainer
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
@@ -262,7 +262,7 @@ def _states(ckpt):
                                 dict(compile=True, r1_weight=1.0, r1_every=2)],  # torch.compile(DDP(G)), ...
                          ids=["plain", "conditional-r1", "compiled-r1"])
 def test_dcgan_trainer_on_two_ranks_equals_one_process(tmp_path, kw):
-    from pygan.train import Trainer, read_checkpoint
+    from pygan.dcgan import DCGANTrainer as Trainer, read_checkpoint
 
     two = tmp_path / "two"
     mp.spawn(_train_worker, args=(2, str(tmp_path / "store"), str(two), kw), nprocs=2, join=True)
@@ -285,9 +285,9 @@ def test_dcgan_trainer_on_two_ranks_equals_one_process(tmp_path, kw):
 
 # ---------------------------------------------------------------- the SR trainer on 2 ranks
 def _sr_config(out, data):
-    from pygan.sr import SRTrainConfig
+    from pygan.sr import SRConfig
 
-    return SRTrainConfig(data=str(data), out=str(out), scale=2, hr_crop=16, width=4, blocks=1, d_width=2,
+    return SRConfig(data=str(data), out=str(out), scale=2, hr_crop=16, width=4, blocks=1, d_width=2,
                          pretrain_steps=2, gan_steps=2, batch_size=4, log_every=1, sample_every=2,
                          checkpoint_every=2, eval=False, progress=False, device="cpu")
 
@@ -313,7 +313,7 @@ def test_sr_trainer_on_two_ranks_equals_one_process(tmp_path):
     from PIL import Image
 
     from pygan.sr import SRTrainer
-    from pygan.sr.train import read_checkpoint
+    from pygan.sr import read_checkpoint
 
     data = tmp_path / "imgs"
     data.mkdir()

@@ -4,6 +4,7 @@ import torch
 
 from pygan import metrics
 from pygan.data import digits_split
+from pygan.metrics.digits import random_shifts
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_classifier_cached_and_metrics(cache):
 def test_random_shifts_move_each_image_by_its_own_offset():
     x = torch.arange(2 * 25, dtype=torch.float).reshape(2, 1, 5, 5)
     x = torch.cat([x] * 20)
-    out = metrics.random_shifts(x, 2, torch.Generator().manual_seed(0), fill=-7.0)
+    out = random_shifts(x, 2, torch.Generator().manual_seed(0), fill=-7.0)
     assert out.shape == x.shape
     offsets = set()
     for a, b in zip(x, out):

@@ -11,11 +11,9 @@ from PIL import Image
 from pygan.cli import main
 from pygan.data import DataError
 from pygan.fuse import fold_bn
-from pygan.models import ResidualBlock, SRDiscriminator, SRResNet
-from pygan.models.srgan import icnr_
-from pygan.sr import SRTrainConfig, SRTrainer, psnr, receptive_radius, rgb_to_y, ssim, upscale
+from pygan.sr import SRConfig, SRTrainer, psnr, receptive_radius, read_checkpoint, rgb_to_y, ssim, upscale
+from pygan.sr.models import ResidualBlock, SRDiscriminator, SRResNet, icnr_
 from pygan.sr.data import PairSampler, load_pairs, make_lr, read_image
-from pygan.sr.train import read_checkpoint
 from pygan.sr.vgg import VGGFeatureLoss, VGGWeightsMissing
 
 
@@ -60,16 +58,16 @@ def test_bicubic_skip_adds_the_bicubic_upscaling():
 
 def test_residual_block_matches_stock_modules():
     blk = _randomize_bn(SRResNet(2, 3, width=6, blocks=1)).body[0]
-    assert list(blk.state_dict()) == list(ResidualBlock(6).state_dict())  # the stock block's keys
+    assert list(blk.state_dict()) == list(ResidualBlock(6, fused=False).state_dict())  # the stock block's keys
     # the stock computation, written out with torch.nn modules carrying the block's weights
     b = blk.body
     conv1, conv2 = torch.nn.Conv2d(6, 6, 3, 1, 1, bias=False), torch.nn.Conv2d(6, 6, 3, 1, 1, bias=False)
     bn1, bn2, act = torch.nn.BatchNorm2d(6), torch.nn.BatchNorm2d(6), torch.nn.PReLU()
-    conv1.load_state_dict(b[0].state_dict())
-    conv2.load_state_dict(b[3].state_dict())
-    bn1.load_state_dict({k: v for k, v in b[1].state_dict().items() if k != "slope"})
-    bn2.load_state_dict(b[4].state_dict())
-    act.weight.data.copy_(b[2].weight)
+    conv1.load_state_dict(b[0].conv.state_dict())
+    conv2.load_state_dict(b[1].state_dict())
+    bn1.load_state_dict(b[0].bn.state_dict())
+    bn2.load_state_dict(b[2].state_dict())
+    act.weight.data.copy_(b[0].act.weight)
     x = torch.randn(3, 6, 9, 5, dtype=torch.float64)
     for mod in (blk, conv1, conv2, bn1, bn2, act):
         mod.double()
@@ -243,11 +241,11 @@ def test_data_errors(tmp_path):
 
 
 # ---------------------------------------------------------------- trainer
-def tiny(tmp_path, data, **kw) -> SRTrainConfig:
+def tiny(tmp_path, data, **kw) -> SRConfig:
     base = dict(data=str(data), out=str(tmp_path / "run"), scale=2, hr_crop=16, width=4, blocks=1, d_width=2,
                 pretrain_steps=3, gan_steps=3, batch_size=2, log_every=1, sample_every=3, checkpoint_every=2,
                 eval=False, progress=False, device="cpu")
-    return SRTrainConfig(**{**base, **kw})
+    return SRConfig(**{**base, **kw})
 
 
 def test_short_run_both_stages(tmp_path):
@@ -316,7 +314,7 @@ def test_cli_train_upscale_eval(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "srgan", "--scale", "3"], "scale must be 2 or 4"),
+    (["train", "srgan", "--scale", "3"], "scale must be one of 2, 4"),
     (["train", "srgan", "--data", "/nonexistent/dir"], "not found"),
     (["train", "srgan", "--hr-crop", "30"], "multiple of the scale"),
     (["upscale", "/nonexistent.pt", "a.png", "b.png"], "checkpoint not found"),

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import pygan._io
-from pygan.train import CheckpointError, TrainConfig, Trainer, TrainingDiverged, load_generator, read_checkpoint
+from pygan.dcgan import DCGANConfig as TrainConfig, DCGANTrainer as Trainer, load_generator, read_checkpoint
+from pygan.training import CheckpointError, TrainingDiverged
 
 
 def tiny(tmp_path, **kw) -> TrainConfig:
@@ -135,7 +136,7 @@ def test_mode_collapse_warning(tmp_path):
 def test_bad_config_and_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="loss must be one of"):
         Trainer(tiny(tmp_path, loss="bogus"))
-    with pytest.raises(ValueError, match="power of two"):
+    with pytest.raises(ValueError, match="size must be one of 16, 32, 64, 128"):
         Trainer(tiny(tmp_path, size=20))
     bad = tmp_path / "x.pt"
     bad.write_bytes(b"not a checkpoint")

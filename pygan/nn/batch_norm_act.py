@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 
-from pygan.ops import batch_norm_act, reference
+from pygan.ops import activations, batch_norm_act
 from pygan.ops.sync_batch_norm_act import sync_batch_norm_act
 
 
@@ -42,14 +42,13 @@ class _BatchNormAct(_NormBase):
         sync: bool = False,
         process_group=None,
     ) -> None:
-        if activation not in reference.ACTIVATIONS:
-            raise ValueError(f"activation must be one of {reference.ACTIVATIONS}, got {activation!r}")
+        act = activations.get(activation, type(self).__name__)
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         self.activation = activation
         self.negative_slope = float(negative_slope)
         self.sync = bool(sync)
         self.process_group = process_group
-        if activation == "prelu":
+        if act.slope == "learned":
             if prelu_parameters not in (1, num_features):
                 raise ValueError(f"prelu_parameters must be 1 or num_features ({num_features}), got {prelu_parameters}")
             self.slope = nn.Parameter(torch.full((prelu_parameters,), float(prelu_init), device=device, dtype=dtype))
@@ -95,7 +94,8 @@ class _BatchNormAct(_NormBase):
                 and dist.get_world_size(getattr(self, "process_group", None)) > 1)
 
     def extra_repr(self) -> str:
-        act = self.activation + (f"({self.negative_slope})" if self.activation == "leaky_relu" else "")
+        fixed = activations.get(self.activation).slope == "fixed"
+        act = self.activation + (f"({self.negative_slope})" if fixed else "")
         return super().extra_repr() + f", activation={act}" + (", sync=True" if self.sync else "")
 
 
@@ -117,32 +117,43 @@ class BatchNormAct3d(_BatchNormAct):
     _expected_dims = (5,)
 
 
-def convert_sync_batch_norm_act(module: nn.Module, process_group=None, sync: bool = True) -> nn.Module:
-    """Synchronizes the batch statistics of every BatchNorm inside `module` (itself included) over
-    `process_group` (default: the world) from now on; returns `module` (or, if `module` is itself a stock
-    BatchNorm, its replacement). pygan's BatchNormAct modules are switched to sync; stock nn.BatchNorm{1,2,3}d
-    are replaced by BatchNormAct{1,2,3}d with the identity activation holding the very same parameter and buffer
-    tensors (state_dict keys unchanged, optimizers keep working) - unlike nn.SyncBatchNorm, that also runs on
-    CPUs (gloo). sync=False switches the pygan modules back (replacements stay: they compute the same). The
-    counterpart of nn.SyncBatchNorm.convert_sync_batchnorm, which leaves pygan's modules alone."""
-    if type(module) in _STOCK_TO_FUSED:
-        return _from_stock(module, process_group, sync)
-    for m in list(module.modules()):
-        if isinstance(m, _BatchNormAct):
-            m.sync, m.process_group = bool(sync), process_group
-        for name, child in list(m.named_children()):
-            if type(child) in _STOCK_TO_FUSED and sync:
-                setattr(m, name, _from_stock(child, process_group, sync))
-    return module
+class SlopeOwner(nn.Identity):
+    """Owns a PReLU slope under the stock key (`weight`) for a fused BatchNorm + PReLU that reads it, so that the
+    pair's state_dict is exactly that of a stock BatchNorm followed by nn.PReLU."""
+
+    def __init__(self, weight: nn.Parameter) -> None:
+        super().__init__()
+        self.weight = weight
 
 
-_STOCK_TO_FUSED = {nn.BatchNorm1d: BatchNormAct1d, nn.BatchNorm2d: BatchNormAct2d, nn.BatchNorm3d: BatchNormAct3d}
+class _SlopeFromOwner:
+    """A fused BatchNorm + PReLU whose slope is the parameter of another module (a PReLU or a SlopeOwner), read at
+    every use so that .to(), load_state_dict(assign=True) and deepcopy keep them one parameter."""
+
+    @property
+    def slope(self):
+        return self._slope_owner.weight
 
 
-def _from_stock(bn: nn.Module, process_group, sync: bool) -> _BatchNormAct:
-    fused = _STOCK_TO_FUSED[type(bn)](bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
-                                      device="meta", sync=sync, process_group=process_group)
-    for name in ("weight", "bias"):
-        setattr(fused, name, getattr(bn, name))
-    fused._buffers.update(bn._buffers)  # running_mean, running_var, num_batches_tracked: the same tensors
-    return fused.train(bn.training)
+class PReLUBatchNormAct1d(_SlopeFromOwner, BatchNormAct1d):
+    pass
+
+
+class PReLUBatchNormAct2d(_SlopeFromOwner, BatchNormAct2d):
+    pass
+
+
+class PReLUBatchNormAct3d(_SlopeFromOwner, BatchNormAct3d):
+    pass
+
+
+def prelu_reading(owner: nn.Module, cls: type, *args, **kwargs) -> _BatchNormAct:
+    """A BatchNormAct of `cls`'s dimensionality (constructor arguments as BatchNormAct) applying PReLU with
+    `owner.weight` as its slope; `owner` is not registered as a submodule (its parent keeps it and its key)."""
+    reader = {BatchNormAct1d: PReLUBatchNormAct1d, BatchNormAct2d: PReLUBatchNormAct2d,
+              BatchNormAct3d: PReLUBatchNormAct3d}[cls]
+    bn = reader(*args, **{**kwargs, "activation": "leaky_relu"})  # built without a slope parameter of its own
+    del bn._parameters["slope"]
+    bn.activation = "prelu"
+    object.__setattr__(bn, "_slope_owner", owner)  # a plain reference: not a submodule, no new key
+    return bn

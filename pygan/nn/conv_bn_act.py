@@ -1,8 +1,8 @@
 """Convolution + BatchNorm + activation blocks: ConvTranspose2dBNAct and Conv2dBNAct.
 
 Children `conv` (exactly an nn.ConvTranspose2d / nn.Conv2d) and `bn` (pygan.nn.BatchNormAct2d, whose parameters and
-buffers are exactly nn.BatchNorm2d's), so a state_dict moves between a block and the stock `conv` + `bn` pair
-unchanged (PReLU adds the block's `bn.slope`).
+buffers are exactly nn.BatchNorm2d's), so a state_dict moves between a block and its stock twin StockConvBNAct
+(`conv`, `bn`, `act`) unchanged: with PReLU the block's child `act` owns the slope under nn.PReLU's key.
 
 Training: the convolution through ATen (cuDNN / oneDNN), then the fused batch-norm + activation op, which keeps
 only its output for backward when the activation is invertible. Evaluation: BatchNorm folded into the convolution's
@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pygan.nn.batch_norm_act import BatchNormAct2d
+from pygan.nn.batch_norm_act import BatchNormAct2d, SlopeOwner, prelu_reading
+from pygan.nn.convert import activation_module
+from pygan.ops import activations
 from pygan.ops.bias_act import bias_act
 
 
@@ -63,10 +65,16 @@ class _ConvBNAct(nn.Module):
     conv: nn.Module
     bn: BatchNormAct2d
 
-    def _make_bn(self, out_channels, activation, negative_slope, eps, momentum, affine, track_running_stats, device,
-                 dtype) -> BatchNormAct2d:
-        return BatchNormAct2d(out_channels, eps, momentum, affine, track_running_stats, device, dtype,
-                              activation=activation, negative_slope=negative_slope)
+    def _add_bn(self, out_channels, activation, negative_slope, eps=1e-5, momentum=0.1, affine=True,
+                track_running_stats=True, device=None, dtype=None) -> None:
+        args = (out_channels, eps, momentum, affine, track_running_stats, device, dtype)
+        if activations.get(activation, type(self).__name__).slope == "learned":
+            init = activations.get(activation).default_slope
+            owner = SlopeOwner(nn.Parameter(torch.full((1,), init, device=device, dtype=dtype)))
+            self.bn = prelu_reading(owner, BatchNormAct2d, *args)
+            self.act = owner  # registered after bn: parameters in the stock pair's order
+        else:
+            self.bn = BatchNormAct2d(*args, activation=activation, negative_slope=negative_slope)
 
     def _fold_inputs(self) -> list[Tensor | None]:
         return [self.conv.weight, self.conv.bias, self.bn.weight, self.bn.bias, self.bn.running_mean,
@@ -117,8 +125,8 @@ class ConvTranspose2dBNAct(_ConvBNAct):
         super().__init__()
         self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
                                        bias, dilation, device=device, dtype=dtype)
-        self.bn = self._make_bn(out_channels, activation, negative_slope, eps, momentum, affine, track_running_stats,
-                                device, dtype)
+        self._add_bn(out_channels, activation, negative_slope, eps, momentum, affine, track_running_stats, device,
+                     dtype)
 
     def _conv(self, x, weight, bias):
         c = self.conv
@@ -136,8 +144,38 @@ class Conv2dBNAct(_ConvBNAct):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                               padding_mode, device=device, dtype=dtype)
-        self.bn = self._make_bn(out_channels, activation, negative_slope, eps, momentum, affine, track_running_stats,
-                                device, dtype)
+        self._add_bn(out_channels, activation, negative_slope, eps, momentum, affine, track_running_stats, device,
+                     dtype)
 
     def _conv(self, x, weight, bias):
         return self.conv._conv_forward(x, weight, bias)
+
+
+class StockConvBNAct(nn.Module):
+    """The stock twin of Conv2dBNAct / ConvTranspose2dBNAct: children `conv`, `bn` (nn.BatchNorm2d), `act`."""
+
+    def __init__(self, conv: nn.Module, activation: str, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.conv = conv
+        self.bn = nn.BatchNorm2d(conv.out_channels, device=conv.weight.device, dtype=conv.weight.dtype)
+        self.act = activation_module(activation, negative_slope)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+def conv_bn_act(conv: nn.Conv2d | nn.ConvTranspose2d, activation: str, negative_slope: float = 0.01,
+                fused: bool = True) -> nn.Module:
+    """conv -> BatchNorm2d -> activation around the given convolution: the fused block (Conv2dBNAct or
+    ConvTranspose2dBNAct), or with fused=False its stock twin; the two have the same state_dict. How pygan's models
+    build their conv blocks."""
+    if not fused:
+        return StockConvBNAct(conv, activation, negative_slope)
+    if type(conv) not in (nn.Conv2d, nn.ConvTranspose2d):
+        raise TypeError(f"conv_bn_act: conv must be an nn.Conv2d or nn.ConvTranspose2d, got {type(conv).__name__}")
+    cls = ConvTranspose2dBNAct if isinstance(conv, nn.ConvTranspose2d) else Conv2dBNAct
+    block = cls.__new__(cls)
+    nn.Module.__init__(block)
+    block.conv = conv
+    block._add_bn(conv.out_channels, activation, negative_slope, device=conv.weight.device, dtype=conv.weight.dtype)
+    return block

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch._prims_common import suggest_memory_format
-from torch._subclasses.fake_tensor import is_fake
 
 from pygan import _ext
+from pygan._compat import dispatch_mode_active, outside_dispatch_modes, suggest_memory_format, tracing
 from pygan.ops import recompute
-from pygan.ops import reference
-from pygan.ops.fake_checks import check_like_kernel
+from pygan.ops import activations, reference
+from pygan.ops.fake_checks import check_like_kernel, fake_slope_grad
 from pygan.ops.op_function import differentiable
 
 OP = "batch_norm_act"
@@ -44,8 +43,7 @@ def batch_norm_act(
     Running statistics are updated in place when training. Works on (N, C, *) inputs of float32/64, float16
     and bfloat16 (statistics in float32), contiguous or channels_last; the output keeps the memory format.
     """
-    if activation not in reference.ACTIVATIONS:
-        raise ValueError(f"batch_norm_act: activation must be one of {reference.ACTIVATIONS}, got {activation!r}")
+    activations.get(activation, "batch_norm_act")
     args = (input, weight, bias, running_mean, running_var, slope, bool(training), float(eps), activation,
             float(negative_slope))
     kernels = _ext.has_kernel(OP, input.device.type)
@@ -73,29 +71,16 @@ def can_recover_from_output(
     never invertible. On a GPU this reads the parameters back: one host synchronisation per call. While tracing
     (torch.compile, fake tensors) the data cannot be read: False.
     """
-    if activation == "relu":
+    if activations.get(activation).invertible == "never":
         return False
-    if _tracing(weight, bias, slope):
+    if tracing(weight, bias, slope):
         return False
     args = (weight, bias, slope, activation, float(negative_slope), dtype)
-    if torch._C._len_torch_dispatch_stack() == 0:
+    if not dispatch_mode_active():
         return torch.ops.pygan.batch_norm_act_recoverable(*args)
     # Real tensors: read them as they are, past any dispatch mode (e.g. opcheck's cross-checking fake mode).
-    with torch.utils._python_dispatch._disable_current_modes():
+    with outside_dispatch_modes():
         return torch.ops.pygan.batch_norm_act_recoverable(*args)
-
-
-def _tracing(*tensors) -> bool:
-    """True under torch.compile, fake-tensor or proxy (make_fx) tracing, or for fake/meta tensors: no data to read."""
-    modes = (torch._C._TorchDispatchModeKey.FAKE, torch._C._TorchDispatchModeKey.PROXY)
-    return (torch.compiler.is_compiling() or any(torch._C._get_dispatch_mode(k) is not None for k in modes)
-            or any(_maybe_fake(t) for t in tensors if t is not None))
-
-
-def _maybe_fake(t: Tensor) -> bool:
-    if type(t) is torch.Tensor or type(t) is torch.nn.Parameter:  # plain tensors (fake ones are a subclass)
-        return t.device.type == "meta"
-    return is_fake(t) or t.device.type == "meta"
 
 
 def _stat_input_grad(saved, saved_is_output, weight, bias, slope, mean, invstd, activation, negative_slope,
@@ -106,7 +91,7 @@ def _stat_input_grad(saved, saved_is_output, weight, bias, slope, mean, invstd, 
     view = lambda v: v.to(acc).reshape([1, -1] + [1] * (nd - 2))  # noqa: E731
     if saved_is_output:
         s = saved.to(acc)
-        z = reference.activation_inverse(s, activation, view(slope) if activation == "prelu" else negative_slope)
+        z = reference.activation_inverse(s, activation, view(slope) if activations.get(activation).slope == "learned" else negative_slope)
         x_hat = (z - (view(bias) if bias is not None else 0)) / (view(weight) if weight is not None else 1)
     else:
         x_hat = (saved.to(acc) - view(mean)) * view(invstd)
@@ -172,8 +157,7 @@ def _fake_backward(grad_out, saved, saved_is_output, weight, bias, slope, save_m
     grad_x = torch.empty(saved.shape, dtype=saved.dtype, device=saved.device, memory_format=suggest_memory_format(saved))
     grad_w = saved.new_empty((C,), dtype=weight.dtype if weight is not None else acc)
     grad_b = saved.new_empty((C,), dtype=bias.dtype if bias is not None else acc)
-    grad_s = saved.new_empty((slope.numel(),), dtype=slope.dtype) if activation == "prelu" else saved.new_empty((0,), dtype=acc)
-    return grad_x, grad_w, grad_b, grad_s
+    return grad_x, grad_w, grad_b, fake_slope_grad(saved, activation, slope)
 
 
 def _fake_apply(input, weight, bias, save_mean, save_invstd, slope, activation, negative_slope):
@@ -189,8 +173,7 @@ def _fake_update_stats(running_mean, running_var, save_mean, save_invstd, moment
 if _ext._C is not None:
     torch.library.register_fake("pygan::batch_norm_act")(_fake_forward)
     torch.library.register_fake("pygan::batch_norm_update_stats")(_fake_update_stats)
-    if hasattr(torch.ops.pygan, "batch_norm_act_apply"):  # (a stale build predates it: recompute then composes)
-        torch.library.register_fake("pygan::batch_norm_act_apply")(_fake_apply)
+    torch.library.register_fake("pygan::batch_norm_act_apply")(_fake_apply)
     torch.library.register_fake("pygan::batch_norm_act_backward")(_fake_backward)
     torch.library.register_autograd("pygan::batch_norm_act", _backward, setup_context=_setup_context)
     _batch_norm_act = differentiable(torch.ops.pygan.batch_norm_act.default, _setup_context, _backward)

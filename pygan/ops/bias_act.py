@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch._prims_common import suggest_memory_format
 
 from pygan import _ext
-from pygan.ops import reference
-from pygan.ops.fake_checks import check_like_kernel
+from pygan._compat import suggest_memory_format
+from pygan.ops import activations, reference
+from pygan.ops.fake_checks import check_like_kernel, fake_slope_grad
 from pygan.ops.op_function import differentiable
 
 OP = "bias_act"
-# False when pygan._C is missing or predates this op (a stale build): then the reference runs, per _ext's policy.
-_HAS_SCHEMA = _ext._C is not None and hasattr(torch.ops.pygan, "bias_act")
-
-
-def _saves_output(activation: str, negative_slope: float) -> bool:
-    return activation in ("identity", "relu") or (activation == "leaky_relu" and negative_slope > 0)
-
-
 def bias_act(
     x: Tensor,
     bias: Tensor | None,
@@ -39,10 +31,9 @@ def bias_act(
     activation: 'identity', 'relu', 'leaky_relu' (negative_slope) or 'prelu' (slope: 1 or C values, learnable).
     bias may be None (activation only) and may have another floating dtype than x (e.g. fp32 under autocast).
     """
-    if activation not in reference.ACTIVATIONS:
-        raise ValueError(f"bias_act: activation must be one of {reference.ACTIVATIONS}, got {activation!r}")
+    activations.get(activation, "bias_act")
     args = (x, bias, slope, activation, float(negative_slope))
-    if _HAS_SCHEMA and _ext.has_kernel(OP, x.device.type):
+    if _ext.has_kernel(OP, x.device.type):
         return _bias_act(*args)
     _ext.fallback(OP, x.device.type)
     return reference.bias_act(*args)
@@ -60,13 +51,12 @@ def _fake_backward(grad_out, saved, saved_is_output, bias, slope, activation, ne
     acc = reference.acc_dtype(saved.dtype)
     grad_x = torch.empty(saved.shape, dtype=saved.dtype, device=saved.device, memory_format=suggest_memory_format(saved))
     grad_b = saved.new_empty((C,), dtype=bias.dtype if bias is not None else acc)
-    grad_s = saved.new_empty((slope.numel(),), dtype=slope.dtype) if activation == "prelu" else saved.new_empty((0,), dtype=acc)
-    return grad_x, grad_b, grad_s
+    return grad_x, grad_b, fake_slope_grad(saved, activation, slope)
 
 
 def _setup_context(ctx, inputs, output):
     input, bias, slope, activation, negative_slope = inputs
-    from_output = _saves_output(activation, negative_slope)
+    from_output = activations.output_suffices(activation, negative_slope)
     ctx.save_for_backward(output if from_output else input, bias, slope)
     ctx.meta = (from_output, activation, negative_slope)
 
@@ -83,7 +73,7 @@ def _backward(ctx, grad_y):
     return (grad_x if need[0] else None, grad_b if need[1] else None, grad_s if need[2] else None, None, None)
 
 
-if _HAS_SCHEMA:
+if _ext._C is not None:
     torch.library.register_fake("pygan::bias_act")(_fake_forward)
     torch.library.register_fake("pygan::bias_act_backward")(_fake_backward)
     torch.library.register_autograd("pygan::bias_act", _backward, setup_context=_setup_context)

@@ -7,15 +7,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pygan.ops.reference import ACTIVATIONS
+from pygan.ops import activations
+from pygan.ops.reference import acc_dtype
 
 
 def check_like_kernel(op: str, input: Tensor, activation: str, per_channel: dict[str, Tensor | None],
                       slope: Tensor | None) -> None:
     """input: (N, C, *) floating; per_channel: optional 1-D tensors of C values; slope: 1 or C values, required by
-    and only allowed with activation='prelu'; every tensor on input's device."""
-    if activation not in ACTIVATIONS:
-        raise RuntimeError(f"{op}: activation must be one of 'identity', 'relu', 'leaky_relu', 'prelu', got '{activation}'")
+    and only allowed with a learned-slope activation; every tensor on input's device."""
+    if activation not in activations.ACTIVATIONS:
+        names = ", ".join(f"'{n}'" for n in activations.NAMES)
+        raise RuntimeError(f"{op}: activation must be one of {names}, got '{activation}'")
     torch._check(input.dim() >= 2, lambda: f"{op}: input must have at least 2 dimensions (N, C, *), got shape {tuple(input.shape)}")
     torch._check(input.dtype.is_floating_point, lambda: f"{op}: input must be a floating-point tensor (float32, float64, float16 or bfloat16), got {input.dtype}")
     C = input.shape[1]
@@ -26,9 +28,16 @@ def check_like_kernel(op: str, input: Tensor, activation: str, per_channel: dict
         if t is not None:
             torch._check(t.dim() == 1 and t.shape[0] == C,
                          lambda: f"{op}: {name} must be a 1-D tensor with {C} elements (one per channel of input, dim 1), got shape {tuple(t.shape)}")
-    if activation == "prelu":
-        torch._check(slope is not None, lambda: f"{op}: activation='prelu' needs slope (1 or C elements)")
+    if activations.get(activation).slope == "learned":
+        torch._check(slope is not None, lambda: f"{op}: activation='{activation}' needs slope (1 or C elements)")
         torch._check(slope.dim() == 1 and slope.shape[0] in (1, C),
                      lambda: f"{op}: slope must be a 1-D tensor with {C} elements or a single element (one per channel of input, dim 1), got shape {tuple(slope.shape)}")
     elif slope is not None:
         raise RuntimeError(f"{op}: slope is only used with activation='prelu', got activation='{activation}'")
+
+
+def fake_slope_grad(saved: Tensor, activation: str, slope: Tensor | None) -> Tensor:
+    """The slope gradient a backward kernel returns: slope's size for a learned slope, else empty."""
+    if activations.get(activation).slope == "learned":
+        return saved.new_empty((slope.numel(),), dtype=slope.dtype)
+    return saved.new_empty((0,), dtype=acc_dtype(saved.dtype))

@@ -1,10 +1,7 @@
 """differentiable(): call a pygan operator with its autograd formula through a torch.autograd.Function.
 
-torch.library.register_autograd is what makes torch.ops.pygan.* differentiable for every caller (torch.compile,
-opcheck, C++), but eagerly it costs a fixed toll per call that dwarfs a small layer's kernel: in torch 2.14 its
-forward fills in schema defaults in time quadratic in the operator's arity (PyTorch PR #195110; ~30 us for
-batch_norm_act's 10 arguments). Measured on a 2-core Xeon, batch_norm_act on a 4x8x4x4 input: 42 us per
-differentiable call through the registered path, 21 us through this one, 8.5 us for the kernel alone. pygan's Python
+torch.library.register_autograd makes torch.ops.pygan.* differentiable for every caller (torch.compile, opcheck,
+C++), but eagerly its per-call toll dwarfs a small layer's kernel (numbers in benchmarks/README.md). pygan's Python
 entry points therefore run eager calls through a plain autograd.Function that calls the kernel below autograd and
 reuses the very setup_context / backward registered for the operator - one formula, two doors - and leave
 torch.compile to the registered path.
@@ -16,16 +13,18 @@ from typing import Callable
 
 import torch
 
+from pygan._compat import below_autograd
+
 
 def differentiable(op, setup_context: Callable, backward: Callable) -> Callable:
     """op(*args) with gradients by setup_context(ctx, inputs, output) / backward(ctx, *grads) (the functions given
     to torch.library.register_autograd for `op`); all arguments positional."""
 
-    # forward(ctx, *args) rather than a setup_context staticmethod: with the latter, Function.apply binds the
-    # arguments with inspect.signature on every call (~25 us). (functorch transforms need that form; the registered
-    # path does not support them either in torch 2.14.)
+    # forward(ctx, *args) rather than a setup_context staticmethod, which makes Function.apply bind the arguments
+    # with inspect.signature on every call (functorch transforms need that form; the registered path does not
+    # support them either in torch 2.14).
     def forward(ctx, *args):
-        with torch._C._AutoDispatchBelowAutograd():
+        with below_autograd():
             output = op(*args)
         setup_context(ctx, args, output)
         return output
@@ -42,7 +41,7 @@ def differentiable(op, setup_context: Callable, backward: Callable) -> Callable:
             return function.apply(*args)
         # nothing to differentiate (inference, sampling, no_grad): the kernel alone - setup_context's work (the
         # recoverability check reads parameters, a host synchronisation on a GPU) would be wasted
-        with torch._C._AutoDispatchBelowAutograd():
+        with below_autograd():
             return op(*args)
 
     return call

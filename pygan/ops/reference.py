@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-ACTIVATIONS = ("identity", "relu", "leaky_relu", "prelu")
+from pygan.ops import activations
+
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -28,38 +29,36 @@ def _reduce_dims(ndim: int) -> list[int]:
 
 
 def _slope_view(activation: str, slope: Tensor | None, negative_slope: float, ndim: int, dtype: torch.dtype):
-    if activation == "prelu":
+    if activations.get(activation).slope == "learned":
         return _channel_view(slope.to(dtype), ndim)
     return negative_slope
 
 
 def activation_forward(z: Tensor, activation: str, slope, negative_slope: float = 0.01) -> Tensor:
     """act(z); for prelu, `slope` broadcasts against z (per channel or one value)."""
-    if activation == "identity":
-        return z
-    if activation == "relu":
-        return torch.relu(z)
-    if activation == "leaky_relu":
-        return F.leaky_relu(z, negative_slope)
-    if activation == "prelu":
-        return torch.where(z > 0, z, z * slope)
-    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    act = activations.get(activation)
+    return act.forward(z, negative_slope if act.slope == "fixed" else slope)
 
 
 def activation_inverse(y: Tensor, activation: str, slope) -> Tensor:
     """z from y = act(z) for the invertible activations (identity; leaky_relu / prelu with positive slopes)."""
-    if activation == "relu":
-        raise ValueError("relu is not invertible")
-    return torch.where(y > 0, y, y / slope) if activation in ("leaky_relu", "prelu") else y
+    act = activations.get(activation)
+    if act.inverse is None:
+        raise ValueError(f"{activation} is not invertible")
+    return act.inverse(y, slope)
 
 
 def activation_derivative(z: Tensor, activation: str, slope) -> Tensor:
     """d act / dz; at z == 0 the negative branch's value, as PyTorch's kernels."""
-    if activation == "identity":
-        return torch.ones_like(z)
-    if activation == "relu":
-        return (z > 0).to(z.dtype)
-    return torch.where(z > 0, torch.ones_like(z), torch.zeros_like(z) + slope)
+    return activations.get(activation).derivative(z, slope)
+
+
+def _slope_grad(activation: str, z: Tensor, gy: Tensor, slope: Tensor | None, dims, like: Tensor) -> Tensor:
+    """Gradient of a learned slope: sum of gy * z where z <= 0 (per channel, or one value); empty otherwise."""
+    if activations.get(activation).slope != "learned":
+        return like.new_empty(0)
+    grad = torch.where(z > 0, torch.zeros_like(z), gy * z).sum(dims)
+    return (grad.sum().reshape(1) if slope.numel() == 1 else grad).to(slope.dtype)
 
 
 def batch_norm_act(
@@ -80,8 +79,7 @@ def batch_norm_act(
     Returns (out, save_mean, save_invstd): the statistics used, in the accumulation dtype; out has input's dtype.
     Running statistics are not touched here: see batch_norm_update_stats.
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"batch_norm_act: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    activations.get(activation, "batch_norm_act")
     nd, acc = input.dim(), acc_dtype(input.dtype)
     x = input.to(acc)
     if training:
@@ -151,8 +149,8 @@ def batch_norm_act_backward(
     s, gy = saved.to(acc), grad_out.to(acc)
     mean, invstd = _channel_view(save_mean.to(acc), nd), _channel_view(save_invstd.to(acc), nd)
     if saved_is_output:
-        if activation == "relu":
-            raise ValueError("batch_norm_act_backward: relu is not invertible; save the input")
+        if activations.get(activation).inverse is None:
+            raise ValueError(f"batch_norm_act_backward: {activation} is not invertible; save the input")
         z = activation_inverse(s, activation, sl)
         shifted = z - beta if beta is not None else z
         x_hat = shifted / gamma if gamma is not None else shifted
@@ -168,11 +166,7 @@ def batch_norm_act_backward(
         grad_input = scale * (dz - _channel_view(sum_dz, nd) / count - x_hat * _channel_view(sum_dz_xhat, nd) / count)
     else:
         grad_input = scale * dz
-    if activation == "prelu":
-        grad_slope = torch.where(z > 0, torch.zeros_like(z), gy * z).sum(dims)
-        grad_slope = (grad_slope.sum().reshape(1) if slope.numel() == 1 else grad_slope).to(slope.dtype)
-    else:
-        grad_slope = sum_dz.new_empty(0)
+    grad_slope = _slope_grad(activation, z, gy, slope, dims, sum_dz)
     grad_weight = sum_dz_xhat.to(weight.dtype) if weight is not None else sum_dz_xhat
     grad_bias = sum_dz.to(bias.dtype) if bias is not None else sum_dz
     return grad_input.to(saved.dtype), grad_weight, grad_bias, grad_slope
@@ -229,8 +223,7 @@ def bias_act(input: Tensor, bias: Tensor | None, slope: Tensor | None, activatio
     bias (C values) and slope (prelu: 1 or C values) may be of another floating dtype than input (fp32 bias on
     fp16 activations under autocast): the sum is taken in the accumulation dtype, the output has input's dtype.
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"bias_act: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    activations.get(activation, "bias_act")
     nd, acc = input.dim(), acc_dtype(input.dtype)
     z = input.to(acc)
     if bias is not None:
@@ -255,17 +248,13 @@ def bias_act_backward(
     s, gy = saved.to(acc), grad_out.to(acc)
     sl = _slope_view(activation, slope, negative_slope, nd, acc)
     if saved_is_output:
-        if activation == "prelu":
-            raise ValueError("bias_act_backward: prelu needs the input saved (its slope gradient reads z)")
+        if not activations.output_suffices(activation, negative_slope):
+            raise ValueError(f"bias_act_backward: {activation} needs the input saved")
         z = s  # only its sign is used below
     else:
         z = s + _channel_view(bias.to(acc), nd) if bias is not None else s
     gz = gy * activation_derivative(z, activation, sl)
     grad_bias = gz.sum(dims)
     grad_bias = grad_bias.to(bias.dtype) if bias is not None else grad_bias
-    if activation == "prelu":
-        grad_slope = torch.where(z > 0, torch.zeros_like(z), gy * z).sum(dims)
-        grad_slope = (grad_slope.sum().reshape(1) if slope.numel() == 1 else grad_slope).to(slope.dtype)
-    else:
-        grad_slope = grad_bias.new_empty(0)
+    grad_slope = _slope_grad(activation, z, gy, slope, dims, grad_bias)
     return gz.to(saved.dtype), grad_bias, grad_slope

@@ -28,10 +28,10 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torch._prims_common import suggest_memory_format
 
 from pygan import _ext
-from pygan.ops import reference
+from pygan._compat import suggest_memory_format
+from pygan.ops import activations, reference
 from pygan.ops.batch_norm_act import can_recover_from_output
 from pygan.ops.reference import _channel_view as _view
 
@@ -174,8 +174,7 @@ def sync_batch_norm_act(
     Every rank of the group must call it (the same layers in the same order), with any per-rank batch size,
     including 0. Needs an initialized torch.distributed process group; outside one use batch_norm_act.
     """
-    if activation not in reference.ACTIVATIONS:
-        raise ValueError(f"sync_batch_norm_act: activation must be one of {reference.ACTIVATIONS}, got {activation!r}")
+    activations.get(activation, "sync_batch_norm_act")
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("sync_batch_norm_act: torch.distributed is not initialized (call "
                            "torch.distributed.init_process_group, e.g. under torchrun)")

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-from pygan.models import SRResNet
+from pygan.sr.models import SRResNet
 
 
 def receptive_radius(G: SRResNet) -> int:

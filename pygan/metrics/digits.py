@@ -1,28 +1,21 @@
-"""Sample-quality metrics.
-
-Digits: a small CNN classifier trained on the training split of the embedded digits (cached, atomically, under
+"""Digits metrics: a small CNN classifier trained on the training split of the embedded digits (cached, atomically, under
 $PYGAN_CACHE or ~/.cache/pygan), scored on the held-out split; on generated samples it gives the mean confidence,
 the class histogram and its KL divergence from uniform, the Fréchet distance in its feature space to held-out real
 digits (next to the same distance for real training digits: the floor a perfect generator would reach), with
 bootstrap confidence intervals, and the label accuracy of a conditional generator.
-
-Generic FID: Fréchet distance between features from a user-supplied extractor, or from a local TorchScript
-Inception file compatible with the common FID weights (e.g. `inception-2015-12-05.pt`); nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from typing import Callable
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pygan._io import atomic_torch_save
 from pygan.data import digits_split
+from pygan.metrics.frechet import bootstrap_frechet_distance
 
 CLASSIFIER_VERSION = 2  # bump when the classifier or its training changes: old cache files are then ignored
 
@@ -64,9 +57,8 @@ def random_shifts(x: Tensor, max_shift: int, gen: torch.Generator, fill: float =
 
 
 def _train_classifier(size: int, epochs: int = 30, batch: int = 64) -> tuple[DigitsClassifier, float]:
-    # Measured at size 32 (held-out accuracy / mean confidence on held-out digits): 12 epochs at a constant
-    # 1e-3 with one shift per batch 0.942 / 0.936; one-cycle 12 epochs 0.967; per-image shifts and 30 epochs
-    # 0.992 / 0.990. A classifier unsure of real digits would score generated ones low for its own failings.
+    # Per-image shifts, one-cycle, 30 epochs: the most accurate recipe tried (benchmarks/README.md); a classifier
+    # unsure of real digits would score generated ones low for its own failings.
     train, held = digits_split(size)
     g = torch.Generator().manual_seed(0)
     with torch.random.fork_rng():
@@ -112,36 +104,6 @@ def digits_classifier(size: int = 32) -> tuple[DigitsClassifier, float]:
     return model, acc
 
 
-def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
-    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) between two feature sets (rows are samples)."""
-    f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
-    mu1, mu2 = f1.mean(0), f2.mean(0)
-    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
-    # Tr((S1 S2)^(1/2)) = sum of sqrt of the eigenvalues of S1 S2 (real and >= 0 up to round-off)
-    eig = np.linalg.eigvals(s1 @ s2)
-    tr_sqrt = np.sqrt(np.clip(eig.real, 0, None)).sum()
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt)
-
-
-def _bootstrap_fd(f1: np.ndarray, f2: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
-    """(distance, low, high): the Fréchet distance and a 95% bootstrap interval around it.
-
-    Resampling rows with replacement shifts the distance up (repeated rows act like a smaller sample, and the
-    estimator's finite-sample bias grows as samples shrink), by more than the spread of the resampled values here:
-    a plain percentile interval lies wholly above the estimate, and the reverse-percentile one wholly below. So the
-    resampled values are re-centred on the estimate (their mean shift removed) and their 2.5/97.5 percentiles taken:
-    the interval gives the sampling spread, not a correction of the estimator's bias. Clipped at 0.
-    """
-    d = frechet_distance(f1, f2)
-    if n_boot < 1:
-        return d, float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    vals = np.array([frechet_distance(f1[rng.integers(0, len(f1), len(f1))], f2[rng.integers(0, len(f2), len(f2))])
-                     for _ in range(n_boot)])
-    q_lo, q_hi = np.percentile(vals - vals.mean() + d, [2.5, 97.5])
-    return d, float(max(0.0, q_lo)), float(max(0.0, q_hi))
-
-
 @torch.no_grad()
 def _classify(model: DigitsClassifier, images: Tensor, batch: int = 500) -> tuple[Tensor, Tensor]:
     probs, feats = [], []
@@ -154,7 +116,7 @@ def _classify(model: DigitsClassifier, images: Tensor, batch: int = 500) -> tupl
 
 def evaluate_digits(images: Tensor, labels: Tensor | None = None, n_boot: int = 100, seed: int = 0) -> dict:
     """Metrics of generated digit images (N, 1, S, S) in [-1, 1]; `labels` are the classes a conditional
-    generator was asked for. Fréchet distances are against the held-out split, with 95% re-centred bootstrap intervals (_bootstrap_fd)."""
+    generator was asked for. Fréchet distances are against the held-out split, with 95% re-centred bootstrap intervals (bootstrap_frechet_distance)."""
     if images.dim() != 4 or images.shape[1] != 1:
         raise ValueError(f"evaluate_digits needs 1-channel images (N, 1, S, S), got {tuple(images.shape)}")
     size = images.shape[-1]
@@ -167,8 +129,8 @@ def evaluate_digits(images: Tensor, labels: Tensor | None = None, n_boot: int = 
     hist = torch.bincount(pred, minlength=10).double() / len(pred)
     nz = hist > 0
     kl = float((hist[nz] * (hist[nz] * 10).log()).sum())
-    fd, fd_lo, fd_hi = _bootstrap_fd(feats.numpy(), f_held.numpy(), n_boot, seed)
-    rd, rd_lo, rd_hi = _bootstrap_fd(f_train.numpy(), f_held.numpy(), n_boot, seed)
+    fd, fd_lo, fd_hi = bootstrap_frechet_distance(feats.numpy(), f_held.numpy(), n_boot, seed)
+    rd, rd_lo, rd_hi = bootstrap_frechet_distance(f_train.numpy(), f_held.numpy(), n_boot, seed)
     out = {
         "n_samples": int(images.shape[0]),
         "classifier_held_out_accuracy": acc,
@@ -183,37 +145,3 @@ def evaluate_digits(images: Tensor, labels: Tensor | None = None, n_boot: int = 
     if labels is not None:
         out["label_accuracy"] = float((pred == labels.cpu()).float().mean())
     return out
-
-
-def load_inception(path: str) -> Callable[[Tensor], Tensor]:
-    """A local TorchScript FID Inception file (as used by StyleGAN2-ADA / clean-fid: `inception-2015-12-05.pt`),
-    returned as images in [-1, 1] -> 2048-d pool features."""
-    if not path or not os.path.isfile(path):
-        raise FileNotFoundError(f"Inception weights file not found: {path!r} (pygan never downloads weights; give a "
-                                "local TorchScript FID Inception file or a feature_extractor)")
-    model = torch.jit.load(path, map_location="cpu").eval()
-
-    def extract(x: Tensor) -> Tensor:
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        u8 = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # that network takes uint8 RGB and resizes itself
-        return model(u8, return_features=True)
-
-    return extract
-
-
-@torch.no_grad()
-def fid(real: Tensor, fake: Tensor, feature_extractor: Callable[[Tensor], Tensor] | None = None,
-        inception_weights: str | None = None, batch: int = 100) -> float:
-    """Fréchet distance between the features of two image sets (N, C, H, W) in [-1, 1]."""
-    if feature_extractor is None:
-        if inception_weights is None:
-            raise ValueError("fid needs a feature_extractor or a local inception_weights file; pygan never "
-                             "downloads weights")
-        feature_extractor = load_inception(inception_weights)
-
-    def feats(x: Tensor) -> np.ndarray:
-        return torch.cat([feature_extractor(x[i:i + batch]).flatten(1).double().cpu()
-                          for i in range(0, len(x), batch)]).numpy()
-
-    return frechet_distance(feats(real), feats(fake))

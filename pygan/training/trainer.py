@@ -2,9 +2,10 @@
 autocast, the EMA of a model's weights, the stop on a non-finite loss, the JSONL log, atomic checkpoints with an
 exact resume, the loss-curve plot and the loop with its progress bar.
 
-pygan.train.Trainer (DCGAN) and pygan.sr.SRTrainer (SRResNet / SRGAN) subclass TrainerBase; a subclass provides
-`train_step`, the model part of its checkpoint (`models_state_dict` / `load_models_state_dict`) and, optionally,
-`on_sample` (every `sample_every` steps) and `finish` (after the last step).
+Each system's trainer (pygan.dcgan, pygan.sr, ...) subclasses TrainerBase: it builds its models and hands them to
+`setup_pair` (devices, memory format, EMA, optimizers, loss scalers, DDP: the G/D pair written once), and provides
+`train_step`, what its checkpoint holds besides the pair (`models_state_dict` / `load_models_state_dict`) and,
+optionally, `on_sample` (every `sample_every` steps) and `finish` (after the last step).
 
 Under torch.distributed (torchrun, or a process group the caller initialized) every rank runs the loop; the log
 file, samples, checkpoints and final evaluation come from rank 0 only (`is_main`), and the others wait for the
@@ -13,6 +14,7 @@ checkpoint to be written before going on.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -23,16 +25,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pygan import distributed
 from pygan._io import atomic_path, atomic_torch_save
+from pygan.training import distributed
+from pygan.training.checkpoint import read_checkpoint
+from pygan.training.progress import Progress
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the message names the step and the last good checkpoint."""
-
-
-class CheckpointError(ValueError):
-    """A file that is not a readable pygan checkpoint of the expected kind."""
 
 
 def pick_device(name: str) -> torch.device:
@@ -63,54 +63,17 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
         be.copy_(b)
 
 
-def read_checkpoint(path: str, fmt: str, what: str) -> dict:
-    """The checkpoint dict at `path`, whose 'format' must be `fmt`; CheckpointError (one line) otherwise."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        first = str(e).splitlines()[0] if str(e) else ""
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {first}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
-        raise CheckpointError(f"{path} is not a pygan {what} checkpoint")
-    return ckpt
-
-
-def plot_curves(path: str, history: list[dict], panels: list[tuple[str, dict[str, str]]]) -> None:
-    """A PNG with one panel per (y label, {record key: legend label}) over the logged steps; written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3 * len(panels)), sharex=True, squeeze=False)
-    for ax, (ylabel, keys) in zip(axes[:, 0], panels):
-        for key, label in keys.items():
-            pts = [(r["step"], r[key]) for r in history if key in r]
-            if pts:
-                ax.plot(*zip(*pts), label=label)
-        ax.set_ylabel(ylabel)
-        if ax.lines:
-            ax.legend()
-    axes[-1, 0].set_xlabel("step")
-    fig.tight_layout()
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
 class TrainerBase:
-    """The shared machinery; see the module docstring. `config` is a dataclass with at least: out, amp,
-    channels_last, seed, device, log_every, sample_every, checkpoint_every, progress (and steps, or a subclass's
-    total_steps)."""
+    """The shared machinery; see the module docstring. `config` is a pygan.training.TrainConfig (with `steps`, or
+    a subclass's total_steps)."""
 
     checkpoint_format = ""  # set by subclasses: the 'format' written into and required of their checkpoints
     checkpoint_kind = ""    # in error messages: "not a pygan <kind> checkpoint"
     config_class: type = object
 
-    def _setup(self, config) -> None:
-        self.config = config
+    def _setup(self, config):
+        """Validates the config and sets up the device, process group, seeds and loop state; returns the config."""
+        self.config = config = config.validate()
         d = distributed.setup(config.device, pick_device)
         self.rank, self.world_size = (d.rank, d.world_size) if d else (0, 1)
         self.is_main = self.rank == 0
@@ -119,6 +82,51 @@ class TrainerBase:
         self.gen = torch.Generator(self.device).manual_seed(config.seed)
         self.step = 0
         self.history: list[dict] = []
+        return config
+
+    def setup_pair(self, G: nn.Module, D: nn.Module, lr_g: float, lr_d: float) -> None:
+        """The G/D pair: both on the device (channels_last when configured), `G_ema` (a frozen copy of G, when
+        ema_decay > 0), an Adam optimizer each (the config's betas), a loss scaler each, and the DDP wrapping of
+        `distribute_models`."""
+        cfg = self.config
+        self.G, self.D = G.to(self.device), D.to(self.device)
+        if cfg.channels_last:
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr_g, betas=(cfg.beta1, cfg.beta2))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr_d, betas=(cfg.beta1, cfg.beta2))
+        self.scaler_g, self.scaler_d = self.grad_scaler(), self.grad_scaler()
+        self.distribute_models(cfg.batch_size)
+
+    def update_ema(self) -> None:
+        """After G's optimizer step (and before self.step moves on)."""
+        if self.G_ema is not None:
+            ema_update(self.G_ema, self.G, self.config.ema_decay, self.step)
+
+    @property
+    def evaluation_generator(self) -> nn.Module:
+        """G's EMA when there is one, else G."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    def pair_state_dict(self) -> dict:
+        return {
+            "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            "G_config": self.G.config, "D_config": self.D.config,
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
+        }
+
+    def load_pair_state_dict(self, ckpt: dict) -> None:
+        self.G.load_state_dict(ckpt["G"])
+        self.D.load_state_dict(ckpt["D"])
+        if self.G_ema is not None and ckpt["G_ema"] is not None:
+            self.G_ema.load_state_dict(ckpt["G_ema"])
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.opt_d.load_state_dict(ckpt["opt_d"])
+        self.scaler_g.load_state_dict(ckpt["scaler_g"])
+        self.scaler_d.load_state_dict(ckpt["scaler_d"])
 
     def distribute_models(self, batch_size: int) -> None:
         """After self.G / self.D exist: this rank's slice of the global batch (`my_slice`), the plain (optionally
@@ -182,10 +190,11 @@ class TrainerBase:
         raise NotImplementedError
 
     def models_state_dict(self) -> dict:
-        raise NotImplementedError
+        """What the checkpoint holds besides the pair (pair_state_dict) and the loop's state."""
+        return {}
 
     def load_models_state_dict(self, ckpt: dict) -> None:
-        raise NotImplementedError
+        pass
 
     def on_sample(self) -> None:
         """Every sample_every steps and after the last: sample grids, plots."""
@@ -220,7 +229,7 @@ class TrainerBase:
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {"format": self.checkpoint_format, "step": self.step, "config": dataclasses.asdict(self.config),
-                "rng": rng, **self.models_state_dict()}
+                "rng": rng, **self.pair_state_dict(), **self.models_state_dict()}
 
     def save_checkpoint(self, path: str | None = None) -> str:
         """Rank 0 writes (atomically); every rank returns once the file is complete."""
@@ -231,6 +240,7 @@ class TrainerBase:
         return path
 
     def load_state_dict(self, ckpt: dict) -> None:
+        self.load_pair_state_dict(ckpt)
         self.load_models_state_dict(ckpt)
         self.step = ckpt["step"]
         rng = ckpt["rng"]
@@ -264,14 +274,11 @@ class TrainerBase:
     # ---------------------------------------------------------------- the loop
     def train(self) -> dict:
         """Runs to total_steps (config.steps unless a subclass says otherwise); returns `finish()`'s metrics."""
-        from tqdm.auto import tqdm
-
         cfg = self.config
         if self.is_main:
             os.makedirs(cfg.out, exist_ok=True)
         total = self.total_steps
-        bar = tqdm(total=total, initial=self.step, disable=not (cfg.progress and self.is_main), unit="step",
-                   dynamic_ncols=True)
+        bar = Progress(total, self.step, enabled=cfg.progress and self.is_main)
         try:
             while self.step < total:
                 t0 = time.perf_counter()

@@ -17,7 +17,6 @@ included.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -26,81 +25,48 @@ import torch
 from torch import Tensor
 
 from pygan import losses
-from pygan._io import atomic_path, save_grid
+from pygan._io import save_grid
 from pygan.data import ImageData, load
-from pygan.models import DCGANDiscriminator, DCGANGenerator, check_size
+from pygan.dcgan.evaluate import CHECKPOINT_FORMAT, recalibrate_bn, sample_in_chunks, write_digits_metrics
+from pygan.dcgan.models import SIZES, DCGANDiscriminator, DCGANGenerator
 from pygan.ops.recompute import recompute_relu_outputs
-from pygan.training import CheckpointError, TrainerBase, TrainingDiverged, ema_update, plot_curves
-from pygan.training import read_checkpoint as _read_checkpoint
-
-__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "CheckpointError", "recalibrate_bn", "read_checkpoint",
-           "load_generator", "mean_pairwise_distance"]
-
-CHECKPOINT_FORMAT = "pygan-dcgan-checkpoint-v1"
+from pygan.training import TrainConfig, TrainerBase, default, option, plot_curves
 
 
 @dataclass
-class TrainConfig:
-    data: str = "digits"              # 'digits', a folder of images, an .npz or MNIST idx file
-    out: str = "runs/dcgan"           # output folder: checkpoint.pt, log.jsonl, samples/, curves.png, metrics.json
-    size: int = 32                    # image size: 16, 32, 64 or 128
-    channels: int = 0                 # 1 or 3; 0: from the data (digits: 1, folders: 3)
-    conditional: bool = False         # class-conditional G and D (needs labelled data)
-    latent_dim: int = 64
-    g_width: int = 16                 # channels of G's last hidden layer (doubled towards the 4x4 input)
-    d_width: int = 16                 # channels of D's first layer (doubled at each downsampling)
-    steps: int = 3000                 # generator steps
-    batch_size: int = 64
-    d_steps: int = 1                  # discriminator steps per generator step (k)
-    loss: str = "non_saturating"      # one of pygan.losses.LOSS_KINDS
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4                # with R1 (below); without it 5e-5 (the seeds' value for 64x64) was best
-    beta1: float = 0.5
-    beta2: float = 0.999
-    label_smoothing: float = 0.0      # one-sided: D's real target is 1 - label_smoothing
-    instance_noise: float = 0.0       # std of Gaussian noise on D's inputs at step 0 ...
-    instance_noise_steps: int = 0     # ... decaying linearly to 0 over this many steps (0: over the whole run)
-    gp_weight: float = 0.0            # WGAN-GP penalty weight
-    r1_weight: float = 1.0            # R1 penalty weight (0: off)
-    r1_every: int = 8                 # lazy R1 (StyleGAN2): on every this many D steps, weighted x r1_every
-    ema_decay: float = 0.995          # EMA of G's weights (0: off); samples and evaluation use the EMA
-    amp: str = "none"                 # autocast: none, bf16 or fp16
-    channels_last: bool = False
-    compile: bool = False             # torch.compile G and D
-    fused: bool = True                # pygan's fused BN+activation (False: stock torch.nn layers)
-    seed: int = 0
-    device: str = "auto"              # auto, cpu, cuda, cuda:1, ...
-    log_every: int = 10
-    sample_every: int = 250
-    checkpoint_every: int = 250
-    grid_size: int = 64               # images in the fixed-noise sample grids
-    collapse_ratio: float = 0.2       # warn when the fixed batch's mean pairwise distance falls below this x real's
-    eval_samples: int = 1000          # generated digits scored at the end (digits only; 0: skip)
-    progress: bool = True
-
-    def validate(self) -> "TrainConfig":
-        check_size(self.size)
-        if self.loss not in losses.LOSS_KINDS:
-            raise ValueError(f"loss must be one of {', '.join(losses.LOSS_KINDS)}, got {self.loss!r}")
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"amp must be none, bf16 or fp16, got {self.amp!r}")
-        if self.channels not in (0, 1, 3):
-            raise ValueError(f"channels must be 1 or 3 (0: from the data), got {self.channels}")
-        for name in ("steps", "batch_size", "d_steps", "r1_every", "latent_dim", "g_width", "d_width", "log_every",
-                     "sample_every", "checkpoint_every", "grid_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr_g", "lr_d"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        for name in ("instance_noise", "gp_weight", "r1_weight", "instance_noise_steps", "eval_samples"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        return self
+class DCGANConfig(TrainConfig):
+    data: str = option("digits", "training data: 'digits' (scikit-learn's bundled digits, train split), a folder of "
+                                 "images (png/jpg; sub-folders are classes), an .npz file (arrays x/images [, "
+                                 "y/labels]) or an MNIST idx images file")
+    out: str = default("runs/dcgan")
+    size: int = option(32, "image size", choices=SIZES)
+    channels: int = option(0, "image channels, 1 or 3 (0: from the data; digits are 1, image folders 3)",
+                           choices=(0, 1, 3))
+    conditional: bool = option(False, "class-conditional DCGAN (labels from the data)")
+    latent_dim: int = option(64, "latent vector size", ge=1)
+    g_width: int = option(16, "generator width: channels of its last hidden layer, doubled towards the 4x4 input",
+                          ge=1)
+    d_width: int = option(16, "discriminator width: channels of its first layer, doubled at each downsampling",
+                          ge=1)
+    steps: int = option(3000, "generator steps (iterations) to train", ge=1)
+    d_steps: int = option(1, "discriminator steps per generator step (k)", ge=1)
+    lr_g: float = option(2e-4, "generator learning rate (Adam)", gt=0)
+    lr_d: float = option(2e-4, "discriminator learning rate (Adam); with R1 (the default); without it 5e-5, the "
+                               "seeds' value, was best", gt=0)
+    label_smoothing: float = option(0.0, "one-sided label smoothing: D's target for real images is 1 - this",
+                                    ge=0, lt=1)
+    instance_noise: float = option(0.0, "std of Gaussian noise added to D's inputs at the start, decaying linearly "
+                                        "to 0", ge=0)
+    instance_noise_steps: int = option(0, "steps over which the instance noise decays (0: the whole run)", ge=0)
+    gp_weight: float = option(0.0, "WGAN-GP gradient penalty weight (0: off)", ge=0)
+    r1_weight: float = option(1.0, "R1 gradient penalty weight (0: off)", ge=0)
+    r1_every: int = option(8, "apply R1 on every this many discriminator steps only, its weight multiplied by as "
+                              "much (lazy regularisation, StyleGAN2; 1: every step)", ge=1)
+    grid_size: int = option(64, "images in each fixed-noise sample grid", ge=1)
+    collapse_ratio: float = option(0.2, "warn about mode collapse when the fixed-noise samples' mean pairwise "
+                                        "distance falls below this fraction of real images'")
+    eval_samples: int = option(1000, "digits only: generated images scored by the digits classifier at the end "
+                                     "(0: skip)", ge=0)
 
 
 def mean_pairwise_distance(x: Tensor) -> float:
@@ -110,17 +76,16 @@ def mean_pairwise_distance(x: Tensor) -> float:
     return float(d.sum() / (n * (n - 1))) if n > 1 else 0.0
 
 
-class Trainer(TrainerBase):
-    """The DCGAN trainer (see the module docstring); `train()` runs it, `Trainer.resume(path)` continues a run."""
+class DCGANTrainer(TrainerBase):
+    """The DCGAN trainer (see the module docstring); `train()` runs it, `DCGANTrainer.resume(path)` continues a run."""
 
     checkpoint_format = CHECKPOINT_FORMAT
     checkpoint_kind = "DCGAN"
-    config_class = TrainConfig
+    config_class = DCGANConfig
 
-    def __init__(self, config: TrainConfig, dataset=None):
+    def __init__(self, config: DCGANConfig, dataset=None):
         """`dataset` (optional): any torch Dataset or ImageData to train on instead of `config.data`."""
-        cfg = config.validate()
-        self._setup(cfg)
+        cfg = self._setup(config)
         self.data: ImageData = load(dataset if dataset is not None else cfg.data, cfg.size,
                                     cfg.channels or None)
         if cfg.channels and self.data.images.shape[1] != cfg.channels:
@@ -133,18 +98,9 @@ class Trainer(TrainerBase):
         if len(self.data) < 2:
             raise ValueError(f"need at least 2 training images, got {len(self.data)}")
 
-        self.G = DCGANGenerator(cfg.size, self.channels, cfg.latent_dim, cfg.g_width, self.num_classes,
-                                fused=cfg.fused).to(self.device)
-        self.D = DCGANDiscriminator(cfg.size, self.channels, cfg.d_width, self.num_classes,
-                                    fused=cfg.fused).to(self.device)
-        if cfg.channels_last:
-            self.G.to(memory_format=torch.channels_last)
-            self.D.to(memory_format=torch.channels_last)
-        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
-        self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-        self.scaler_g, self.scaler_d = self.grad_scaler(), self.grad_scaler()
-        self.distribute_models(cfg.batch_size)
+        G = DCGANGenerator(cfg.size, self.channels, cfg.latent_dim, cfg.g_width, self.num_classes, fused=cfg.fused)
+        D = DCGANDiscriminator(cfg.size, self.channels, cfg.d_width, self.num_classes, fused=cfg.fused)
+        self.setup_pair(G, D, cfg.lr_g, cfg.lr_d)
 
         self.images = self.data.images.to(self.device)
         self.labels = self.data.labels.to(self.device) if self.data.labels is not None else None
@@ -218,8 +174,7 @@ class Trainer(TrainerBase):
             gnorm_g = self.optimizer_step(gout.loss, self.opt_g, self.scaler_g, self.G.parameters())
         finally:
             self.D.requires_grad_(True)
-        if self.G_ema is not None:
-            ema_update(self.G_ema, self.G, cfg.ema_decay, self.step)
+        self.update_ema()
         self.step += 1
         return {"step": self.step, "loss_d": float(loss_d.detach()), "loss_g": float(gout.loss.detach()),
                 "d_real": float(out.real_score), "d_fake": float(out.fake_score),
@@ -237,7 +192,7 @@ class Trainer(TrainerBase):
         if getattr(self, "_sampler_step", None) != self.step:
             from pygan.nn import convert_sync_batch_norm_act
 
-            src = self.G_ema if self.G_ema is not None else self.G
+            src = self.evaluation_generator
             # rank 0 alone recalibrates: its copy must not wait for the other ranks' statistics
             copy_ = convert_sync_batch_norm_act(copy.deepcopy(src), sync=False)
             self._sampler = recalibrate_bn(copy_, self.num_classes, seed=self.config.seed)
@@ -246,8 +201,7 @@ class Trainer(TrainerBase):
 
     @torch.no_grad()
     def sample(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        g = self.sampler
-        return torch.cat([g(z[i:i + 500], None if labels is None else labels[i:i + 500]) for i in range(0, len(z), 500)])
+        return sample_in_chunks(self.sampler, z, labels)
 
     def save_samples(self) -> float:
         """Writes samples/step_XXXXXX.png from the fixed noise; returns its diversity relative to real data."""
@@ -275,25 +229,12 @@ class Trainer(TrainerBase):
     def models_state_dict(self) -> dict:
         return {
             "channels": self.channels, "num_classes": self.num_classes, "classes": self.data.classes,
-            "G": self.G.state_dict(), "D": self.D.state_dict(),
-            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             "G_sample": self.sampler.state_dict(),
-            "G_config": self.G.config, "D_config": self.D.config,
-            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
             "fixed_z": self.fixed_z.cpu(), "fixed_labels": None if self.fixed_labels is None else self.fixed_labels.cpu(),
             "real_diversity": self.real_diversity,
         }
 
     def load_models_state_dict(self, ckpt: dict) -> None:
-        self.G.load_state_dict(ckpt["G"])
-        self.D.load_state_dict(ckpt["D"])
-        if self.G_ema is not None and ckpt["G_ema"] is not None:
-            self.G_ema.load_state_dict(ckpt["G_ema"])
-        self.opt_g.load_state_dict(ckpt["opt_g"])
-        self.opt_d.load_state_dict(ckpt["opt_d"])
-        self.scaler_g.load_state_dict(ckpt["scaler_g"])
-        self.scaler_d.load_state_dict(ckpt["scaler_d"])
         self.fixed_z = ckpt["fixed_z"].to(self.device)
         self.fixed_labels = None if ckpt["fixed_labels"] is None else ckpt["fixed_labels"].to(self.device)
         self.real_diversity = ckpt["real_diversity"]
@@ -305,55 +246,5 @@ class Trainer(TrainerBase):
 
     def evaluate(self, n: int | None = None) -> dict:
         """Digits metrics of n samples (balanced labels when conditional), written to metrics.json."""
-        from pygan.metrics import evaluate_digits
-
-        n = n or self.config.eval_samples
-        g = torch.Generator(self.device).manual_seed(12345)  # fixed evaluation noise, independent of training
-        z = torch.randn(n, self.config.latent_dim, generator=g, device=self.device)
-        y = torch.arange(n, device=self.device) % self.num_classes if self.num_classes else None
-        metrics = {"step": self.step, **evaluate_digits(self.sample(z, y).cpu(), y)}
-        with atomic_path(os.path.join(self.config.out, "metrics.json"), ".json") as tmp, open(tmp, "w") as f:
-            json.dump(metrics, f, indent=1)
-        return metrics
-
-
-@torch.no_grad()
-def recalibrate_bn(G: DCGANGenerator, num_classes: int, batches: int = 8, batch_size: int = 256,
-                   seed: int = 0) -> DCGANGenerator:
-    """Recomputes G's BatchNorm running statistics as exact averages over fresh latent batches, then eval mode.
-
-    Running statistics gathered during training lag the weights and, for an EMA generator, belong to other
-    weights altogether; eval-mode samples from them come out washed out. Deterministic (own seeded generator).
-    """
-    p = next(G.parameters())
-    g = torch.Generator(p.device).manual_seed(seed)
-    bns = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)]
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    G.train()
-    for _ in range(batches):
-        z = torch.randn(batch_size, G.latent_dim, generator=g, device=p.device)
-        y = torch.randint(0, num_classes, (batch_size,), generator=g, device=p.device) if num_classes else None
-        G(z, y)
-    for m, mom in zip(bns, momenta):
-        m.momentum = mom
-    return G.eval()
-
-
-def read_checkpoint(path: str) -> dict:
-    return _read_checkpoint(path, CHECKPOINT_FORMAT, "DCGAN")
-
-
-def load_generator(path: str, ema: bool = True, device: str = "cpu") -> tuple[DCGANGenerator, dict]:
-    """(generator in eval mode, checkpoint) from a checkpoint file: the sampling generator (EMA weights when
-    trained with EMA, BatchNorm statistics recalibrated), or with ema=False the trained G itself."""
-    ckpt = read_checkpoint(path)
-    G = DCGANGenerator(**ckpt["G_config"])
-    if ema:
-        G.load_state_dict(ckpt["G_sample"])
-    else:
-        G.load_state_dict(ckpt["G"])
-        recalibrate_bn(G, ckpt["num_classes"], seed=ckpt["config"]["seed"])
-    return G.to(device).eval(), ckpt
+        return write_digits_metrics(self.sample, self.config.latent_dim, self.num_classes, self.step, self.device,
+                                    n or self.config.eval_samples, os.path.join(self.config.out, "metrics.json"))

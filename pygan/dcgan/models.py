@@ -6,9 +6,8 @@ convolutions (BN + ReLU) and ends in a transposed convolution + Tanh without BN.
 convolutions with LeakyReLU(0.2), BN everywhere but the first layer, and a final 4x4 convolution to one logit.
 The conditional D adds a projection term <embed(y), sum_hw(h)> (Miyato & Koyama 2018) to the logit.
 
-Each conv+BN+activation block has the children `conv` and `bn`: with fused=True it is pygan.nn's
-ConvTranspose2dBNAct / Conv2dBNAct (BN and activation in one op, BN folded into the conv in eval mode), with
-fused=False a stock nn.Conv(Transpose)2d, nn.BatchNorm2d and a parameterless activation `act`. The state_dicts
+Each conv+BN+activation block is pygan.nn.conv_bn_act: with fused=True ConvTranspose2dBNAct / Conv2dBNAct (BN
+and activation in one op, BN folded into the conv in eval mode), with fused=False its stock twin. The state_dicts
 are identical, and `to_stock()` returns the fused=False twin with the same weights.
 """
 
@@ -19,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pygan.nn import BatchNormAct2d, Conv2dBNAct, ConvTranspose2dBNAct
+from pygan.nn import BatchNormAct2d, FusableModel, conv_bn_act
 
 SIZES = (16, 32, 64, 128)
 
@@ -30,34 +29,12 @@ def check_size(size: int) -> int:
     return size
 
 
-def _check_positive(name: str, value) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-class StockConvBNAct(nn.Module):
-    """The stock twin of pygan.nn.Conv2dBNAct / ConvTranspose2dBNAct: children `conv`, `bn` (nn.BatchNorm2d), `act`."""
-
-    def __init__(self, conv: nn.Module, activation: str, negative_slope: float):
-        super().__init__()
-        self.conv = conv
-        self.bn = nn.BatchNorm2d(conv.out_channels)
-        self.act = nn.ReLU() if activation == "relu" else nn.LeakyReLU(negative_slope)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.bn(self.conv(x)))
-
-
 def _up(cin: int, cout: int, k: int, s: int, p: int, fused: bool) -> nn.Module:
-    if fused:
-        return ConvTranspose2dBNAct(cin, cout, k, s, p, bias=False, activation="relu")
-    return StockConvBNAct(nn.ConvTranspose2d(cin, cout, k, s, p, bias=False), "relu", 0.0)
+    return conv_bn_act(nn.ConvTranspose2d(cin, cout, k, s, p, bias=False), "relu", fused=fused)
 
 
 def _down(cin: int, cout: int, fused: bool) -> nn.Module:
-    if fused:
-        return Conv2dBNAct(cin, cout, 4, 2, 1, bias=False, activation="leaky_relu", negative_slope=0.2)
-    return StockConvBNAct(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), "leaky_relu", 0.2)
+    return conv_bn_act(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), "leaky_relu", 0.2, fused)
 
 
 def dcgan_init_(module: nn.Module) -> None:
@@ -72,14 +49,7 @@ def dcgan_init_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class _DCGANBase(nn.Module):
-    def to_stock(self) -> nn.Module:
-        """The same network built from stock torch.nn modules only, with this model's state_dict (and mode)."""
-        twin = type(self)(**{**self.config, "fused": False})
-        twin.load_state_dict(self.state_dict())
-        p = next(self.parameters())
-        return twin.to(device=p.device, dtype=p.dtype).train(self.training)
-
+class _DCGANBase(FusableModel):
     def _check_labels(self, labels: Tensor | None, n: int) -> Tensor | None:
         if self.num_classes == 0:
             if labels is not None:
@@ -99,8 +69,7 @@ class DCGANGenerator(_DCGANBase):
                  num_classes: int = 0, embed_dim: int | None = None, fused: bool = True):
         super().__init__()
         check_size(size)
-        for name, v in (("channels", channels), ("latent_dim", latent_dim), ("width", width)):
-            _check_positive(name, v)
+        self.check_positive(channels=channels, latent_dim=latent_dim, width=width)
         if not isinstance(num_classes, int) or num_classes < 0 or num_classes == 1:
             raise ValueError(f"num_classes must be 0 (unconditional) or >= 2, got {num_classes!r}")
         embed_dim = (embed_dim or latent_dim) if num_classes else 0
@@ -136,8 +105,7 @@ class DCGANDiscriminator(_DCGANBase):
     def __init__(self, size: int = 32, channels: int = 1, width: int = 32, num_classes: int = 0, fused: bool = True):
         super().__init__()
         check_size(size)
-        for name, v in (("channels", channels), ("width", width)):
-            _check_positive(name, v)
+        self.check_positive(channels=channels, width=width)
         if not isinstance(num_classes, int) or num_classes < 0 or num_classes == 1:
             raise ValueError(f"num_classes must be 0 (unconditional) or >= 2, got {num_classes!r}")
         self.config = dict(size=size, channels=channels, width=width, num_classes=num_classes, fused=fused)

@@ -1,8 +1,8 @@
 """SRResNet generator and SRGAN discriminator (Ledig et al. 2017), BatchNorm + activation through pygan's fused op.
 
-Both are written as stock torch.nn layers in nn.Sequential containers; with fused=True (the default) every
-BatchNorm followed by PReLU / LeakyReLU is then rewritten in place by pygan.fuse (same state_dict keys: the PReLU's
-slope keeps `<prelu>.weight`), so `to_stock()` — the fused=False twin — loads the very same state_dict.
+Every conv + BN + activation is pygan.nn.conv_bn_act: the fused block with fused=True (the default), its stock
+twin with fused=False (the same state_dict, so `to_stock()` loads it). A BatchNorm with no activation after it
+stays stock nn.BatchNorm2d.
 
 Images are in [0, 1]: the generator maps a low-resolution (N, C, h, w) batch to (N, C, scale*h, scale*w), with no
 output squashing (clamp when saving). `pygan.fold_bn(model)` gives a faster inference copy.
@@ -16,8 +16,7 @@ import torch
 from torch import Tensor, nn
 import torch.nn.functional as F
 
-from pygan.fuse import fuse_in_place
-from pygan.models.dcgan import _check_positive
+from pygan.nn import FusableModel, conv_bn_act
 
 SCALES = (2, 4)
 
@@ -33,12 +32,12 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1, bias: bool = True) -> nn
 
 
 class ResidualBlock(nn.Module):
-    """x + (conv-BN-PReLU-conv-BN)(x): `body` is the Sequential (its BN + PReLU pair is what fuse rewrites)."""
+    """x + (conv-BN-PReLU-conv-BN)(x)."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, fused: bool = True):
         super().__init__()
         # no conv bias before BN: BN's shift makes it redundant
-        self.body = nn.Sequential(_conv(width, width, 3, bias=False), nn.BatchNorm2d(width), nn.PReLU(),
+        self.body = nn.Sequential(conv_bn_act(_conv(width, width, 3, bias=False), "prelu", fused=fused),
                                   _conv(width, width, 3, bias=False), nn.BatchNorm2d(width))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -62,22 +61,7 @@ def icnr_(conv: nn.Conv2d, factor: int) -> nn.Conv2d:
     return conv
 
 
-class _SRBase(nn.Module):
-    config: dict
-
-    def _finish(self, fused: bool) -> None:
-        if fused:
-            fuse_in_place(self)
-
-    def to_stock(self) -> nn.Module:
-        """The same network built from stock torch.nn modules only, with this model's state_dict (and mode)."""
-        twin = type(self)(**{**self.config, "fused": False})
-        twin.load_state_dict(self.state_dict())
-        p = next(self.parameters())
-        return twin.to(device=p.device, dtype=p.dtype).train(self.training)
-
-
-class SRResNet(_SRBase):
+class SRResNet(FusableModel):
     """9x9 conv + PReLU, `blocks` residual blocks, conv-BN + the long skip, log2(scale) sub-pixel x2 stages
     (conv to 4x channels, PixelShuffle, PReLU), 9x9 output conv. The paper's network: width 64, blocks 16.
 
@@ -90,15 +74,14 @@ class SRResNet(_SRBase):
                  bicubic_skip: bool = False, fused: bool = True):
         super().__init__()
         check_scale(scale)
-        for name, v in (("channels", channels), ("width", width), ("blocks", blocks)):
-            _check_positive(name, v)
+        self.check_positive(channels=channels, width=width, blocks=blocks)
         if not isinstance(bicubic_skip, bool):
             raise ValueError(f"bicubic_skip must be True or False, got {bicubic_skip!r}")
         self.config = dict(scale=scale, channels=channels, width=width, blocks=blocks, bicubic_skip=bicubic_skip,
                            fused=fused)
         self.scale, self.channels, self.bicubic_skip = scale, channels, bicubic_skip
         self.head = nn.Sequential(_conv(channels, width, 9), nn.PReLU())
-        self.body = nn.Sequential(*[ResidualBlock(width) for _ in range(blocks)])
+        self.body = nn.Sequential(*[ResidualBlock(width, fused) for _ in range(blocks)])
         self.post = nn.Sequential(_conv(width, width, 3, bias=False), nn.BatchNorm2d(width))
         up = []
         for _ in range(int(math.log2(scale))):
@@ -108,7 +91,6 @@ class SRResNet(_SRBase):
         for m in self.upsample:
             if isinstance(m, nn.Conv2d):
                 icnr_(m, 2)
-        self._finish(fused)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:
@@ -121,27 +103,25 @@ class SRResNet(_SRBase):
         return out
 
 
-class SRDiscriminator(_SRBase):
+class SRDiscriminator(FusableModel):
     """conv-LeakyReLU(0.2), then 7 conv-BN-LeakyReLU blocks (strides 2,1,2,1,2,1,2; widths w, 2w, 2w, 4w, 4w, 8w,
     8w), adaptive average pooling to `pool` x `pool`, dense(16w) - LeakyReLU - dense(1): one logit per image.
     The paper's network: width 64 on 96x96 crops (pool 6 keeps its 6x6 map); any crop of at least 16x16 works."""
 
     def __init__(self, channels: int = 3, width: int = 64, pool: int = 6, fused: bool = True):
         super().__init__()
-        for name, v in (("channels", channels), ("width", width), ("pool", pool)):
-            _check_positive(name, v)
+        self.check_positive(channels=channels, width=width, pool=pool)
         self.config = dict(channels=channels, width=width, pool=pool, fused=fused)
         self.channels = channels
         layers: list[nn.Module] = [_conv(channels, width, 3), nn.LeakyReLU(0.2)]
         cin = width
-        for i, (mult, stride) in enumerate(((1, 2), (2, 1), (2, 2), (4, 1), (4, 2), (8, 1), (8, 2))):
-            layers += [_conv(cin, width * mult, 3, stride, bias=False), nn.BatchNorm2d(width * mult), nn.LeakyReLU(0.2)]
+        for mult, stride in ((1, 2), (2, 1), (2, 2), (4, 1), (4, 2), (8, 1), (8, 2)):
+            layers.append(conv_bn_act(_conv(cin, width * mult, 3, stride, bias=False), "leaky_relu", 0.2, fused))
             cin = width * mult
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(pool)
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(cin * pool * pool, 16 * width), nn.LeakyReLU(0.2),
                                         nn.Linear(16 * width, 1))
-        self._finish(fused)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels or min(x.shape[-2:]) < 16:

@@ -1,0 +1,100 @@
+"""Using a trained DCGAN: the sampling generator of a checkpoint (BatchNorm statistics recalibrated for its own
+weights), and the digits metrics of its samples."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from pygan._io import atomic_path
+from pygan.dcgan.models import DCGANGenerator
+from pygan.training import read_checkpoint as _read_checkpoint
+
+CHECKPOINT_FORMAT = "pygan-dcgan-checkpoint-v1"
+
+
+@torch.no_grad()
+def sample_in_chunks(G, z: torch.Tensor, labels: torch.Tensor | None = None, chunk: int = 500) -> torch.Tensor:
+    """G(z, labels) evaluated `chunk` latents at a time."""
+    return torch.cat([G(z[i:i + chunk], None if labels is None else labels[i:i + chunk])
+                      for i in range(0, len(z), chunk)])
+
+
+def digits_metrics(sample, latent_dim: int, num_classes: int, n: int, device, n_boot: int = 100,
+                   seed: int = 12345) -> dict:
+    """Digits metrics of n samples of `sample(z, labels)` from fixed evaluation noise (`seed`, independent of
+    training); labels balanced over the classes when conditional."""
+    from pygan.metrics import evaluate_digits
+
+    g = torch.Generator(device).manual_seed(seed)
+    z = torch.randn(n, latent_dim, generator=g, device=device)
+    y = torch.arange(n, device=device) % num_classes if num_classes else None
+    return evaluate_digits(sample(z, y).cpu(), y, n_boot=n_boot)
+
+
+def write_digits_metrics(sample, latent_dim: int, num_classes: int, step: int, device, n: int, path: str) -> dict:
+    """digits_metrics with the step, written (atomically) to `path` as JSON; returned."""
+    metrics = {"step": step, **digits_metrics(sample, latent_dim, num_classes, n, device)}
+    with atomic_path(path, ".json") as tmp, open(tmp, "w") as f:
+        json.dump(metrics, f, indent=1)
+    return metrics
+
+
+def format_metrics(m: dict) -> str:
+    lo, hi = m["frechet_distance_ci95"]
+    rlo, rhi = m["real_train_frechet_distance_ci95"]
+    lines = [
+        f"digits classifier held-out accuracy: {m['classifier_held_out_accuracy']:.3f}",
+        f"samples: {m['n_samples']}, mean classifier confidence: {m['mean_confidence']:.3f}",
+        "class histogram: " + " ".join(f"{c}:{h:.3f}" for c, h in enumerate(m["class_histogram"]))
+        + f"  (min {m['min_class_fraction']:.3f}, KL from uniform {m['kl_from_uniform']:.4f})",
+        f"classifier Fréchet distance to held-out digits: {m['frechet_distance']:.3f} [95% CI {lo:.3f}, {hi:.3f}]; "
+        f"real train vs held-out: {m['real_train_frechet_distance']:.3f} [{rlo:.3f}, {rhi:.3f}]; "
+        f"ratio {m['frechet_ratio']:.2f}",
+    ]
+    if "label_accuracy" in m:
+        lines.append(f"conditional label accuracy: {m['label_accuracy']:.3f}")
+    return "\n".join(lines)
+
+
+@torch.no_grad()
+def recalibrate_bn(G: DCGANGenerator, num_classes: int, batches: int = 8, batch_size: int = 256,
+                   seed: int = 0) -> DCGANGenerator:
+    """Recomputes G's BatchNorm running statistics as exact averages over fresh latent batches, then eval mode.
+
+    Running statistics gathered during training lag the weights and, for an EMA generator, belong to other
+    weights altogether; eval-mode samples from them come out washed out. Deterministic (own seeded generator).
+    """
+    p = next(G.parameters())
+    g = torch.Generator(p.device).manual_seed(seed)
+    bns = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    G.train()
+    for _ in range(batches):
+        z = torch.randn(batch_size, G.latent_dim, generator=g, device=p.device)
+        y = torch.randint(0, num_classes, (batch_size,), generator=g, device=p.device) if num_classes else None
+        G(z, y)
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    return G.eval()
+
+
+def read_checkpoint(path: str) -> dict:
+    return _read_checkpoint(path, CHECKPOINT_FORMAT, "DCGAN")
+
+
+def load_generator(path: str, ema: bool = True, device: str = "cpu") -> tuple[DCGANGenerator, dict]:
+    """(generator in eval mode, checkpoint) from a checkpoint file: the sampling generator (EMA weights when
+    trained with EMA, BatchNorm statistics recalibrated), or with ema=False the trained G itself."""
+    ckpt = read_checkpoint(path)
+    G = DCGANGenerator(**ckpt["G_config"])
+    if ema:
+        G.load_state_dict(ckpt["G_sample"])
+    else:
+        G.load_state_dict(ckpt["G"])
+        recalibrate_bn(G, ckpt["num_classes"], seed=ckpt["config"]["seed"])
+    return G.to(device).eval(), ckpt

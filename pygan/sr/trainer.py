@@ -1,0 +1,216 @@
+"""The SRResNet / SRGAN trainer: the paper's recipe (Ledig et al. 2017) on the shared training core.
+
+Steps 1..pretrain_steps train SRResNet alone on the pixel MSE; its weights at the end of that stage are kept in the
+checkpoint as `G_srresnet`. Steps after that fine-tune the same generator as SRGAN: per iteration one discriminator
+step on HR crops vs the generator's outputs, then one generator step on content loss (`content`: pixel MSE, or the
+VGG19 feature loss) + adv_weight x the adversarial loss (`loss`: a pygan.losses kind). Adam for both.
+
+Under torch.distributed it runs as the DCGAN trainer does (see pygan.dcgan.trainer and TrainerBase.distribute_models):
+`batch_size` is the global batch, each rank cuts its share of the same draws, G and D in DDP with synchronized
+BatchNorm.
+
+The default configuration is the light one that finishes on a 2-core CPU in minutes; the paper's network is
+`width=64, blocks=16, d_width=64` (with 10^6 pretraining steps on ImageNet).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+import torch.nn.functional as F
+
+from pygan import losses
+from pygan._io import atomic_path
+from pygan.sr.data import bicubic_upscale, held_out_images, load_pairs, make_lr
+from pygan.sr.evaluate import CHECKPOINT_FORMAT, evaluate_sr, generators_from_checkpoint, save_comparison
+from pygan.sr.models import SCALES, SRDiscriminator, SRResNet
+from pygan.training import TrainConfig, TrainerBase, default, option, plot_curves
+
+
+@dataclass
+class SRConfig(TrainConfig):
+    data: str = option("bundled", "training data: 'bundled' (the training split of the photos bundled with "
+                                  "scikit-image and scikit-learn), a folder of images (HR; LR made by bicubic "
+                                  "downsampling), or a folder with lr/ and hr/ sub-folders of ready pairs with the "
+                                  "same file names")
+    out: str = default("runs/srgan")
+    scale: int = option(4, "upscaling factor", choices=SCALES)
+    hr_crop: int = option(96, "size of the random HR training crops (a multiple of the scale)", ge=16)
+    width: int = option(32, "generator channels (the paper: 64)", ge=1)
+    blocks: int = option(6, "generator residual blocks (the paper: 16)", ge=1)
+    bicubic_skip: bool = option(True, "add the bicubic upscaling of the input to the generator's output: it learns "
+                                      "only the missing detail (--no-bicubic-skip: the paper's form)")
+    d_width: int = option(16, "discriminator width: channels of its first layer (the paper: 64)", ge=1)
+    pretrain_steps: int = option(2400, "SRResNet steps on the pixel MSE (stage 1)", ge=0)
+    gan_steps: int = option(200, "SRGAN fine-tuning steps after stage 1 (0: SRResNet only)", ge=0)
+    batch_size: int = default(8)
+    lr: float = option(5e-4, "Adam learning rate of the generator and the discriminator (the paper: 1e-4); x0.1 "
+                             "for the last 20% of pretraining and the second half of the SRGAN stage", gt=0)
+    beta1: float = default(0.9)
+    content: str = option("mse", "content loss of the SRGAN stage: mse, or vgg (VGG19 features; needs "
+                                 "--vgg-weights)", choices=("mse", "vgg"))
+    vgg_layer: str = option("5_4", "VGG19 layer i_j of the VGG loss (after the activation of conv j before "
+                                   "pooling i)")
+    vgg_weights: str = option("", "local torchvision VGG19 state_dict for --content vgg (or set "
+                                  "PYGAN_VGG19_WEIGHTS); nothing is downloaded")
+    adv_weight: float = option(1e-3, "weight of the adversarial loss in the SRGAN stage", ge=0)
+    ema_decay: float = default(0.0)
+    channels_last: bool = default(True)
+    sample_every: int = default(500)
+    checkpoint_every: int = default(500)
+    eval: bool = option(True, "evaluate on the held-out bundled photos at the end (PSNR / SSIM table)")
+
+    def check(self) -> None:
+        if self.hr_crop % self.scale:
+            raise ValueError(f"hr_crop must be a multiple of the scale ({self.scale}), got {self.hr_crop}")
+        if self.pretrain_steps + self.gan_steps < 1:
+            raise ValueError("pretrain_steps + gan_steps must be >= 1")
+
+
+class SRTrainer(TrainerBase):
+    checkpoint_format = CHECKPOINT_FORMAT
+    checkpoint_kind = "SRGAN"
+    config_class = SRConfig
+
+    def __init__(self, config: SRConfig, dataset=None):
+        """`dataset` (optional): a pygan.sr.data.PairSampler to train on instead of `config.data`."""
+        cfg = self._setup(config)
+        self.pairs = dataset if dataset is not None else load_pairs(cfg.data, cfg.scale, cfg.hr_crop)
+        self.data_gen = torch.Generator().manual_seed(cfg.seed)  # crops are cut on the CPU
+        G = SRResNet(cfg.scale, 3, cfg.width, cfg.blocks, cfg.bicubic_skip, fused=cfg.fused)
+        D = SRDiscriminator(3, cfg.d_width, fused=cfg.fused)
+        self.setup_pair(G, D, cfg.lr, cfg.lr)
+        self.G_srresnet: dict | None = None  # the generator's state at the end of pretraining
+        self.vgg = None
+        if cfg.content == "vgg" and cfg.gan_steps > 0:
+            from pygan.sr.vgg import VGGFeatureLoss
+
+            self.vgg = VGGFeatureLoss(cfg.vgg_layer, cfg.vgg_weights or None).to(self.device)
+        # a fixed held-out crop for the sample images: bicubic | generator | original
+        name, hr = held_out_images(cfg.scale)[0]
+        c = min(128, *hr.shape[-2:]) // cfg.scale * cfg.scale
+        y0, x0 = (hr.shape[-2] - c) // 2 // cfg.scale * cfg.scale, (hr.shape[-1] - c) // 2 // cfg.scale * cfg.scale
+        self.sample_hr = hr[:, y0:y0 + c, x0:x0 + c][None].to(self.device)
+        self.sample_lr = make_lr(self.sample_hr, cfg.scale)
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.pretrain_steps + self.config.gan_steps
+
+    @property
+    def stage(self) -> str:
+        return "srresnet" if self.step < self.config.pretrain_steps else "srgan"
+
+    # ---------------------------------------------------------------- one iteration
+    def _batch(self) -> tuple[Tensor, Tensor]:
+        # the global batch's draws, this rank's crops (see TrainerBase.distribute_models)
+        lr, hr = self.pairs.sample(self.config.batch_size, self.data_gen, keep=self.my_slice)
+        return self.prep(lr.to(self.device, non_blocking=True)), self.prep(hr.to(self.device, non_blocking=True))
+
+    def _content(self, sr: Tensor, hr: Tensor) -> Tensor:
+        if self.vgg is not None and self.stage == "srgan":
+            return self.vgg(sr, hr)
+        return F.mse_loss(sr, hr)
+
+    def learning_rate(self) -> float:
+        """The rate of the coming step: `lr`, divided by 10 for the last 20% of pretraining and for the second half
+        of the SRGAN stage (a function of the step alone, so a resumed run follows the same schedule)."""
+        cfg, s = self.config, self.step
+        if s < cfg.pretrain_steps:
+            return cfg.lr * (0.1 if s >= 0.8 * cfg.pretrain_steps else 1.0)
+        return cfg.lr * (0.1 if s - cfg.pretrain_steps >= 0.5 * cfg.gan_steps else 1.0)
+
+    def train_step(self) -> dict:
+        cfg = self.config
+        stage = self.stage
+        rate = self.learning_rate()
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = rate
+        lr, hr = self._batch()
+        self.G.train()
+        rec: dict = {"stage": stage, "lr": rate}
+        if stage == "srgan":
+            self.D.train()
+            with self.autocast():
+                with torch.no_grad():
+                    sr = self.g_plain(lr)
+                out = losses.discriminator_loss(self.d_fwd(hr).float(), self.d_fwd(sr.float()).float(), kind=cfg.loss)
+            self.check_finite("discriminator", out.loss)
+            rec["grad_norm_d"] = self.optimizer_step(out.loss, self.opt_d, self.scaler_d, self.D.parameters())
+            rec.update(loss_d=float(out.loss.detach()), d_real=float(out.real_score), d_fake=float(out.fake_score))
+        self.D.requires_grad_(False)  # G's step needs D's input gradient only
+        try:
+            with self.autocast():
+                sr = self.g_fwd(lr).float()
+                content = self._content(sr, hr)
+                loss_g = content
+                if stage == "srgan":
+                    adv = losses.generator_loss(self.d_plain(sr).float(), kind=cfg.loss).loss
+                    loss_g = content + cfg.adv_weight * adv
+                    rec["loss_adv"] = float(adv.detach())
+            self.check_finite("generator", loss_g)
+            rec["grad_norm_g"] = self.optimizer_step(loss_g, self.opt_g, self.scaler_g, self.G.parameters())
+        finally:
+            self.D.requires_grad_(True)
+        self.update_ema()
+        self.step += 1
+        if self.step == cfg.pretrain_steps:
+            self.G_srresnet = copy.deepcopy(self.evaluation_generator.state_dict())
+        rec.update(step=self.step, loss_content=float(content.detach()), loss_g=float(loss_g.detach()))
+        return rec
+
+    def progress_postfix(self, rec: dict) -> dict:
+        post = {"stage": rec["stage"], "content": f"{rec['loss_content']:.4f}"}
+        if "loss_d" in rec:
+            post.update(D=f"{rec['loss_d']:.3f}", Dx=f"{rec['d_real']:.2f}", DGz=f"{rec['d_fake']:.2f}")
+        return post
+
+    # ---------------------------------------------------------------- outputs
+    def on_sample(self) -> None:
+        from pygan.sr.data import save_image
+
+        G = self.evaluation_generator
+        was = G.training
+        G.eval()
+        with torch.no_grad():
+            sr = G(self.sample_lr).float().clamp(0, 1)
+        G.train(was)
+        row = torch.cat([bicubic_upscale(self.sample_lr, self.config.scale), sr, self.sample_hr], -1)[0]
+        save_image(row, os.path.join(self.config.out, "samples", f"step_{self.step:06d}.png"))
+        plot_curves(os.path.join(self.config.out, "curves.png"), self.history,
+                    [("content loss", {"loss_content": "content"}),
+                     (f"adversarial ({self.config.loss})", {"loss_d": "D loss", "loss_adv": "G adversarial"})])
+
+    def finish(self) -> dict:
+        if not self.config.eval:
+            return {}
+        gens = self.generators()
+        metrics = evaluate_sr(gens, self.config.scale)
+        metrics["step"] = self.step
+        save_comparison(gens, self.config.scale, os.path.join(self.config.out, "comparison.png"))
+        with atomic_path(os.path.join(self.config.out, "metrics.json"), ".json") as tmp, open(tmp, "w") as f:
+            json.dump(metrics, f, indent=1)
+        return metrics
+
+    def generators(self) -> dict[str, SRResNet]:
+        """{'SRResNet': ..., 'SRGAN': ...} in eval mode (the stages this run has reached)."""
+        # only what generators_from_checkpoint reads: no optimizer or RNG state is gathered
+        ckpt = {"config": {"pretrain_steps": self.config.pretrain_steps}, "step": self.step,
+                "G_srresnet": self.G_srresnet, "G_eval": self.evaluation_generator.state_dict(),
+                "G_config": self.G.config}
+        return generators_from_checkpoint(ckpt, self.device)
+
+    # ---------------------------------------------------------------- checkpoints
+    def models_state_dict(self) -> dict:
+        return {"G_eval": self.evaluation_generator.state_dict(), "G_srresnet": self.G_srresnet,
+                "data_gen": self.data_gen.get_state()}
+
+    def load_models_state_dict(self, ckpt: dict) -> None:
+        self.G_srresnet = ckpt["G_srresnet"]
+        self.data_gen.set_state(ckpt["data_gen"])
