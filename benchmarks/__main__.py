@@ -12,7 +12,7 @@ import torch
 
 from benchmarks import SUITES
 from benchmarks.core import (OPTIONS, PYGAN_COMPILE, STOCK_COMPILE, annotate, environment, keep_freed_memory,
-                             measure, table, write_json)
+                             kernels_problem, measure, table, write_json)
 
 
 def main(argv=None) -> int:
@@ -32,6 +32,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA GPU is visible")
+    problem = kernels_problem(args.device)  # --quick too: CI builds the kernels, so their absence is a failure there
+    if problem:
+        ap.error(problem)
     rounds = args.rounds or (2 if args.quick else 30)
     warmup = 1 if args.quick else 5
     start = time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -47,6 +48,36 @@ def max_autotune(device: str, make: Callable[[Callable], Callable[[], object]]) 
     if device != "cuda" or not OPTIONS["autotune"]:
         return {}
     return {STOCK_AUTOTUNE: make(lambda m: torch.compile(m, mode="max-autotune", dynamic=False))}
+
+
+# The ops whose compiled kernel pygan.ops checks for before each call (without it the call runs the PyTorch reference).
+KERNEL_OPS = ("batch_norm_act", "batch_norm_act_apply", "bias_act", "gan_loss")
+_BUILD = "pip install --no-build-isolation -e ."
+
+
+def kernels_problem(device: str) -> str | None:
+    """Why pygan's compiled kernels cannot run on `device` here, or None. Without them pygan's ops fall back to their
+    PyTorch reference (with a one-time warning), and the 'pygan' variants would time that instead of the kernels."""
+    from pygan import _ext
+
+    where = os.path.dirname(os.path.abspath(pygan.__file__))
+    then = "the benchmarks would time the PyTorch reference instead"
+    if _ext._C is None:
+        if importlib.util.find_spec("pygan._C") is None:
+            return (f"pygan's compiled kernels are not loaded (pygan._C not found next to {where}, the pygan "
+                    f"imported here; kernels a non-editable install put elsewhere are not used): {then}. Build them "
+                    f"in this checkout: {_BUILD}")
+        return f"pygan's compiled kernels are not loaded: {_ext.LOAD_ERROR}; {then}"
+    built = os.path.dirname(_ext._C.__file__) if getattr(_ext._C, "__file__", None) else where
+    if device == "cuda" and not pygan.build_info()["cuda"]:
+        return (f"pygan's compiled kernels in {built} were built without CUDA: on --device cuda (the default where a "
+                f"GPU is visible) {then}. Build the CUDA kernels in this checkout (needs nvcc): PYGAN_CUDA=1 {_BUILD}; "
+                "or measure the CPU kernels with --device cpu")
+    missing = [op for op in KERNEL_OPS if not _ext.has_kernel(op, device)]
+    if missing:
+        return (f"pygan's compiled kernels in {built} have no {device} kernel for {', '.join(missing)} (a build older "
+                f"than this checkout?): {then}. Rebuild them in this checkout: {_BUILD}")
+    return None
 
 
 def _sync(device: str) -> None:

@@ -12,9 +12,45 @@ import torch
 from torch import Tensor
 
 
+def _umask_from_proc() -> int | None:
+    """The process's umask as Linux (4.7+) reports it in /proc/self/status; None where that is not available."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_round_trip() -> int:
+    # os.umask can only be read by setting it: for an instant the process's umask is another one, and a file another
+    # thread creates in that instant would get it. So this round trip is done at most once, while pygan is imported
+    # (before a program typically starts its threads), and only where /proc cannot tell the live value.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK_AT_IMPORT = _umask_from_proc()
+if _UMASK_AT_IMPORT is None:
+    _UMASK_AT_IMPORT = _umask_round_trip()
+
+
+def file_mode() -> int:
+    """The mode a plainly created file gets now (0o666 less the umask): read live from /proc, which is thread-safe
+    and follows later os.umask calls; elsewhere the umask read when pygan was imported."""
+    mask = _umask_from_proc()
+    return 0o666 & ~(_UMASK_AT_IMPORT if mask is None else mask)
+
+
 @contextmanager
 def atomic_path(path: str, suffix: str = ""):
-    """Yields a temp path next to `path`; on success it replaces `path`, on any error it is removed."""
+    """Yields a temp path next to `path`; on success it replaces `path`, on any error it is removed.
+
+    The temp file is created private (0600); the file that replaces `path` gets the mode a plainly created file
+    would (0666 less the umask), so a run's results stay readable by whoever the umask lets read them."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
@@ -22,6 +58,7 @@ def atomic_path(path: str, suffix: str = ""):
     try:
         yield tmp
         with open(tmp, "rb+") as f:
+            os.fchmod(f.fileno(), file_mode())  # after the writer ran: it may have replaced the temp file
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:

@@ -1,5 +1,7 @@
 """The benchmark runner's bookkeeping (no timing asserted): case selection and order, the GPU bandwidth columns."""
 
+import pytest
+
 from benchmarks.__main__ import select
 from benchmarks.core import Case, annotate, bandwidth_cell, table
 
@@ -127,3 +129,94 @@ def test_autotune_option_is_set_before_the_cases_are_built(monkeypatch, tmp_path
     monkeypatch.setattr(runner, "keep_freed_memory", lambda: None)  # leave this process's allocator alone
     runner.main(["--autotune", "--device", "cpu", "--rounds", "1", "--quick", "--json", str(tmp_path / "r.json")])
     assert seen == [True]
+
+
+def _runner_with_a_fake_suite(monkeypatch):
+    """benchmarks.__main__ with one fake suite; returns (runner, list of the devices its cases were built for)."""
+    import sys
+    import types
+
+    import benchmarks.__main__ as runner
+
+    built = []
+
+    def cases(device, quick):
+        built.append(device)
+        return [_case("fake", "row")]
+
+    monkeypatch.setitem(sys.modules, "fake_suite", types.SimpleNamespace(cases=cases))
+    monkeypatch.setattr(runner, "SUITES", ["fake_suite"])
+    monkeypatch.setattr(runner, "keep_freed_memory", lambda: None)  # leave this process's allocator alone
+    monkeypatch.setattr(runner, "measure", lambda *a: pytest.fail("measured without the kernels"))
+    return runner, built
+
+
+def _no_kernels_built(monkeypatch):
+    """As in a checkout whose pygan/ holds no pygan._C (e.g. after a non-editable install elsewhere)."""
+    import importlib.util
+
+    from pygan import _ext
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pygan._C" else real(name, *a))
+    monkeypatch.setattr(_ext, "_C", None)
+    monkeypatch.setattr(_ext, "LOAD_ERROR", "pygan's kernels (pygan._C) are not built in /x/pygan")
+
+
+@pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
+def test_runner_refuses_to_measure_without_the_kernels(monkeypatch, tmp_path, capsys, quick):
+    import os
+
+    import pygan
+
+    runner, built = _runner_with_a_fake_suite(monkeypatch)
+    _no_kernels_built(monkeypatch)
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit) as e:
+        runner.main(["--device", "cpu", "--rounds", "1", "--json", str(out)] + (["--quick"] if quick else []))
+    err = capsys.readouterr().err
+    assert e.value.code != 0 and built == [] and not out.exists()
+    where = os.path.dirname(os.path.abspath(pygan.__file__))
+    assert f"pygan._C not found next to {where}" in err and "time the PyTorch reference" in err
+    assert "pip install --no-build-isolation -e ." in err
+
+
+def test_runner_names_the_load_error_of_kernels_that_exist_but_do_not_load(monkeypatch):
+    from benchmarks.core import kernels_problem
+    from pygan import _ext
+
+    monkeypatch.setattr(_ext, "_C", None)
+    monkeypatch.setattr(_ext, "LOAD_ERROR", "pygan's kernels were built for torch 0.0 but torch 9.9 is running; "
+                                            "rebuild it against this torch")
+    problem = kernels_problem("cpu")
+    assert "built for torch 0.0" in problem and "PyTorch reference" in problem
+
+
+def test_runner_refuses_a_gpu_run_with_kernels_built_without_cuda(monkeypatch, capsys):
+    import pygan
+    from benchmarks.core import kernels_problem
+    from pygan import _ext
+
+    if _ext._C is None:
+        pytest.skip("pygan's kernels are not built here")
+    runner, built = _runner_with_a_fake_suite(monkeypatch)
+    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: True)  # a GPU is visible...
+    monkeypatch.setattr(pygan, "build_info", lambda: {**_ext.build_info(), "cuda": None})  # ...the kernels lack CUDA
+    with pytest.raises(SystemExit):
+        runner.main(["--quick", "--device", "cuda", "--rounds", "1"])
+    err = capsys.readouterr().err
+    assert "built without CUDA" in err and "PYGAN_CUDA=1 pip install --no-build-isolation -e ." in err
+    assert built == []
+    assert kernels_problem("cpu") is None  # the CPU kernels are there
+
+
+def test_runner_refuses_a_build_that_lacks_an_op(monkeypatch):
+    from benchmarks.core import kernels_problem
+    from pygan import _ext
+
+    if _ext._C is None:
+        pytest.skip("pygan's kernels are not built here")
+    real = _ext.has_kernel
+    monkeypatch.setattr(_ext, "has_kernel", lambda op, device: op != "gan_loss" and real(op, device))
+    problem = kernels_problem("cpu")
+    assert "no cpu kernel for gan_loss" in problem and "Rebuild" in problem
