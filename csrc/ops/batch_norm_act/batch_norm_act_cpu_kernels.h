@@ -4,7 +4,7 @@
 // CPU passes of batch_norm_act: statistics + normalize-and-activate forward, gradient sums + input gradient
 // backward; each pass sweeps the tensor in cache-sized chunks with all threads (at::parallel_for). Inner loops are
 // written so the compiler vectorizes them: `omp simd` (reductions without global reassociation) and activation math
-// as selects between constants (batch_norm_act.h).
+// as selects between constants (common/activation.h).
 //
 // Measured and not kept: a channel-blocked schedule (one task per channel, both passes of a direction back to back
 // while the channel is in cache: 2 + 3 memory sweeps instead of 3 + 5). On the 2-core build machines these loops
@@ -18,8 +18,6 @@
 
 constexpr int64_t kTaskElems = 8192;          // streaming: elements per task (a chunk read twice stays in L1/L2)
 constexpr int64_t kParallelElems = 32768;     // below this many elements a pass runs on one thread
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Channels [c0, c0 + C) of a dense tensor with C_total channels. Channels-first: element (n, c, s) at
 // (n * C_total + c0 + c) * S + s; channels-last: element (row, c) at row * C_total + c0 + c, N * S rows.

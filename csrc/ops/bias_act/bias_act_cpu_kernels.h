@@ -35,7 +35,7 @@ void forward_loops(const at::Tensor& x, const Layout& l, const Params& p, at::Te
         const scalar_t* xr = xp + plane * l.S;
         scalar_t* yr = yp + plane * l.S;
 #pragma omp simd
-        for (int64_t i = 0; i < l.S; ++i) store(yr, i, bna::act_forward<A>(load<acc>(xr, i) + b, s));
+        for (int64_t i = 0; i < l.S; ++i) store(yr, i, act_forward<A>(load<acc>(xr, i) + b, s));
       }
     });
   } else {  // rows of C values
@@ -46,7 +46,7 @@ void forward_loops(const at::Tensor& x, const Layout& l, const Params& p, at::Te
         scalar_t* yr = yp + r * l.C;
 #pragma omp simd
         for (int64_t c = 0; c < l.C; ++c)
-          store(yr, c, bna::act_forward<A>(load<acc>(xr, c) + cv.b(c), cv.s(c)));
+          store(yr, c, act_forward<A>(load<acc>(xr, c) + cv.b(c), cv.s(c)));
       }
     });
   }
@@ -58,9 +58,9 @@ inline acc backward_element(const scalar_t* gp, const scalar_t* sp, scalar_t* gx
                             acc b, acc s, acc& sum_s) {
   const acc dy = load<acc>(gp, i);
   const acc z = load<acc>(sp, i) + (saved_is_output ? acc(0) : b);
-  const acc dz = dy * bna::act_derivative<A>(z, s);
+  const acc dz = dy * act_derivative<A>(z, s);
   store(gxp, i, dz);
-  sum_s += bna::slope_grad_term(dy, z);  // unused (and cheap) unless prelu
+  sum_s += slope_grad_term(dy, z);  // unused (and cheap) unless prelu
   return dz;
 }
 
@@ -98,10 +98,10 @@ void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, bool save
         for (int64_t i = 0; i < l.S; ++i) {
           const acc dy = load<acc>(g, i);
           const acc z = load<acc>(sv, i) + shift;
-          const acc dz = dy * bna::act_derivative<A>(z, s);
+          const acc dz = dy * act_derivative<A>(z, s);
           store(gx, i, dz);
           sum_b += dz;
-          sum_s += bna::slope_grad_term(dy, z);
+          sum_s += slope_grad_term(dy, z);
         }
         pb[plane] = sum_b;
         ps[plane] = sum_s;
@@ -142,14 +142,14 @@ void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, bool save
 
 void forward_cpu(const at::Tensor& x, const Layout& l, Act act, const Params& p, at::Tensor& y) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bias_act_cpu", [&] {
-    bna::dispatch_act(act, [&]<Act A>() { forward_loops<scalar_t, A>(x, l, p, y); });
+    dispatch_act(act, [&]<Act A>() { forward_loops<scalar_t, A>(x, l, p, y); });
   });
 }
 
 void backward_cpu(const at::Tensor& grad_y, const at::Tensor& saved, bool saved_is_output, const Layout& l, Act act,
                   const Params& p, bool want_slope, at::Tensor& grad_x, at::Tensor& grad_bias, at::Tensor& grad_slope) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, saved.scalar_type(), "bias_act_backward_cpu", [&] {
-    bna::dispatch_act(act, [&]<Act A>() {
+    dispatch_act(act, [&]<Act A>() {
       backward_loops<scalar_t, A>(grad_y, saved, saved_is_output, l, p, want_slope, grad_x, grad_bias, grad_slope);
     });
   });
