@@ -3,7 +3,8 @@
 Knobs (environment):
   PYGAN_CUDA=auto|0|1     auto (default): build the CUDA kernels whenever torch is a CUDA build and nvcc is found,
                           whether or not a GPU is visible; 0: CPU kernels only; 1: CUDA required, fail early if impossible.
-  TORCH_CUDA_ARCH_LIST    standard torch knob; defaults to 9.0 (sm_90) when no GPU is visible.
+  TORCH_CUDA_ARCH_LIST    standard torch knob; when unset and no GPU is visible, the cuda_arch entries of
+                          csrc/build_flags.txt (8.0;8.6;8.9;9.0+PTX: Ampere, Ada, Hopper, PTX for newer GPUs).
   MAX_JOBS                standard torch knob: parallel compile jobs.
   CUDA_HOME               where the CUDA toolkit lives; found from nvcc on PATH or /usr/local/cuda otherwise.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from setuptools import setup
 
 ROOT = Path(__file__).resolve().parent
+FLAGS_FILE = ROOT / "csrc" / "build_flags.txt"  # compiler flags shared with CMakeLists.txt
 
 
 def _say(msg: str) -> None:
@@ -60,6 +62,20 @@ def _decide_cuda() -> tuple[bool, str]:
     return True, f"torch CUDA {torch.version.cuda}, CUDA_HOME={cuda_home}"
 
 
+def _build_flags() -> dict[str, list[str]]:
+    """csrc/build_flags.txt as {key: [values in file order]}: "<key> <value>" lines, '#' comment lines."""
+    flags: dict[str, list[str]] = {}
+    for n, line in enumerate(FLAGS_FILE.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        if not value.strip():
+            sys.exit(f"[pygan build] {FLAGS_FILE}:{n}: expected '<key> <value>', got {line!r}")
+        flags.setdefault(key, []).append(value.strip())
+    return flags
+
+
 def _companion_cuda_includes() -> list[str]:
     # pip's CUDA torch wheels ship the cuBLAS/cuSPARSE/... headers that ATen's CUDA headers include in
     # site-packages/nvidia/<cuXX>/include; a bare toolkit may lack them.
@@ -77,16 +93,20 @@ def _extensions():
 
     cpp = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.cpp"))
     cu = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.cu"))
-    # -fopenmp: at::parallel_for is OpenMP-inline in torch's CPU build. -fno-trapping-math: lets the compiler turn
-    # `z > 0 ? z : z * slope` into vector selects (with trapping math it may not evaluate z * slope unconditionally,
-    # and a mispredicted branch per element costs 10x); pygan never relies on floating-point traps.
-    cxx_flags = ["-O3", "-std=c++20", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"]
+    flags = _build_flags()
+    # -fopenmp: at::parallel_for is OpenMP-inline in torch's CPU build. The rest: csrc/build_flags.txt.
+    cxx_flags = ["-std=c++20", "-fopenmp"] + flags.get("cxx", [])
     macros = [("PYGAN_TORCH_VERSION", f'"{torch.__version__}"')]
     info = {"torch": torch.__version__, "cuda": None, "cuda_arch_list": None, "cpu": True}
 
     if with_cuda:
-        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-            os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
+        if os.environ.get("TORCH_CUDA_ARCH_LIST"):
+            arch_source = "from TORCH_CUDA_ARCH_LIST"
+        elif not torch.cuda.is_available():
+            os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(flags.get("cuda_arch", []))
+            arch_source = "default of csrc/build_flags.txt: TORCH_CUDA_ARCH_LIST unset, no GPU visible"
+        else:
+            arch_source = "torch's choice"
         archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "visible GPUs")
         info.update(cuda=torch.version.cuda, cuda_arch_list=archs)
         macros += [("PYGAN_WITH_CUDA", None), ("PYGAN_CUDA_VERSION", f'"{torch.version.cuda}"'), ("PYGAN_CUDA_ARCHS", f'"{archs}"')]
@@ -95,10 +115,10 @@ def _extensions():
             sources=cpp + cu,
             include_dirs=[str(ROOT / "csrc")] + _companion_cuda_includes(),
             define_macros=macros,
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++20", "-lineinfo"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-std=c++20"] + flags.get("nvcc", [])},
             extra_link_args=["-fopenmp"],
         )
-        _say(f"CUDA kernels: yes ({why}); arch list {archs}")
+        _say(f"CUDA kernels: yes ({why}); arch list {archs} ({arch_source})")
     else:
         ext = CppExtension(
             "pygan._C",

@@ -3,12 +3,6 @@
 #include <c10/core/ScalarType.h>
 #include <type_traits>
 
-#if defined(__CUDACC__)
-#define PYGAN_HD __host__ __device__ __forceinline__
-#else
-#define PYGAN_HD inline
-#endif
-
 namespace pygan {
 
 template <typename scalar_t>

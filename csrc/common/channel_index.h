@@ -4,7 +4,7 @@
 // the next element is a compare-and-select. Computing (i / S) % C for every element cost two 64-bit integer
 // divisions per element — a software routine of dozens of instructions on the GPU, several times the arithmetic
 // of the element itself in these memory-bound passes.
-#include "common/accumulate.h"  // PYGAN_HD
+#include "common/host_device.h"
 
 #include <cstdint>
 

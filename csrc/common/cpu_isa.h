@@ -2,10 +2,8 @@
 // Which build of the CPU kernels runs. An op whose loops are compute-bound compiles its loop header once per
 // instruction set, each copy in its own namespace (baseline, avx2, avx512: common/cpu_isa_builds.inc), and picks
 // one at run time with PYGAN_CPU_PICK (see bias_act_cpu.cpp). Building the whole extension with -mavx2 or
-// -mavx512f instead would make it crash on CPUs without them.
-//
-// Measured on a 2-core Xeon with AVX-512 (torch's own CPU kernels use AVX-512 there): the fused loops are bound by
-// arithmetic, not memory, at SSE2 and AVX2 width, so each doubling of the vector width pays.
+// -mavx512f instead would make it crash on CPUs without them. Worth it: the fused loops are bound by arithmetic, not
+// memory, at SSE2 and AVX2 width, so each doubling of the vector width pays.
 
 namespace pygan {
 

@@ -20,42 +20,17 @@ at::Tensor as_acc_vector(const std::optional<at::Tensor>& t, at::ScalarType acc)
   return t->to(acc).contiguous();
 }
 
-bool is_prelu(std::string_view activation) { return activation == "prelu"; }
-}  // namespace
+const ActivationSpec& spec_of(std::string_view activation) { return activation_spec(activation, kOp); }
 
-Act parse_activation(std::string_view name) {
-  if (name == "identity") return Act::Identity;
-  if (name == "relu") return Act::Relu;
-  if (name == "leaky_relu" || name == "prelu") return Act::Leaky;
-  TORCH_CHECK(false, kOp, ": activation must be one of 'identity', 'relu', 'leaky_relu', 'prelu', got '", name, "'");
-}
-
-at::Tensor dense_for_kernels(const at::Tensor& x) { return x.contiguous(x.suggest_memory_format()); }
-
-Layout layout_of(const at::Tensor& x) {
-  const int64_t N = x.size(0), C = x.size(1);
-  const int64_t S = N * C == 0 ? 0 : x.numel() / (N * C);
-  // Dense and not standard-contiguous means channels_last(_3d); with S == 1 both layouts are the same memory.
-  const bool channels_last = !x.is_contiguous() || S == 1;
-  return Layout{channels_last, N, C, S};
-}
-
-namespace {
 void check_params(const at::Tensor& input, const std::optional<at::Tensor>& weight,
                   const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& slope,
-                  std::string_view activation) {
+                  const ActivationSpec& spec) {
   TORCH_CHECK(input.dim() >= 2, kOp, ": input must have at least 2 dimensions (N, C, *), got shape ", input.sizes());
   check_floating(input, kOp, "input");
   const int64_t C = input.size(1);
   check_per_channel(weight, input, C, kOp, "weight");
   check_per_channel(bias, input, C, kOp, "bias");
-  if (is_prelu(activation)) {
-    TORCH_CHECK(slope.has_value() && slope->defined(), kOp, ": activation='prelu' needs slope (1 or C elements)");
-    check_per_channel(slope, input, C, kOp, "slope", /*allow_one=*/true);
-  } else {
-    TORCH_CHECK(!(slope.has_value() && slope->defined()), kOp, ": slope is only used with activation='prelu', got activation='",
-                activation, "'");
-  }
+  check_slope_arg(spec, slope, input, kOp);
 }
 
 ChannelParams channel_params(const at::Tensor& input, const std::optional<at::Tensor>& weight,
@@ -76,8 +51,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
     const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& running_mean,
     const std::optional<at::Tensor>& running_var, const std::optional<at::Tensor>& slope, bool training,
     double eps, std::string_view activation, double negative_slope) {
-  parse_activation(activation);
-  check_params(input, weight, bias, slope, activation);
+  const ActivationSpec& spec = spec_of(activation);
+  check_params(input, weight, bias, slope, spec);
   const int64_t C = input.size(1);
   check_per_channel(running_mean, input, C, kOp, "running_mean");
   check_per_channel(running_var, input, C, kOp, "running_var");
@@ -99,8 +74,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
   }
   at::Tensor y = at::empty(x.sizes(), x.options().memory_format(x.suggest_memory_format()));
   if (x.numel() > 0) {
-    if (training) be.forward_training(x, l, parse_activation(activation), eps, p, y);
-    else be.normalize_act(x, l, parse_activation(activation), p, y);
+    if (training) be.forward_training(x, l, spec.act, eps, p, y);
+    else be.normalize_act(x, l, spec.act, p, y);
   }
   return {y, p.mean, p.invstd};
 }
@@ -109,8 +84,8 @@ at::Tensor apply(const Backend& be, const at::Tensor& input, const std::optional
                  const std::optional<at::Tensor>& bias, const at::Tensor& save_mean, const at::Tensor& save_invstd,
                  const std::optional<at::Tensor>& slope, std::string_view activation, double negative_slope) {
   constexpr std::string_view op = "batch_norm_act_apply";
-  const Act act = parse_activation(activation);
-  check_params(input, weight, bias, slope, activation);
+  const ActivationSpec& spec = spec_of(activation);
+  check_params(input, weight, bias, slope, spec);
   const int64_t C = input.size(1);
   const auto acc = acc_dtype(input.scalar_type());
   for (const at::Tensor* t : {&save_mean, &save_invstd}) {
@@ -125,7 +100,7 @@ at::Tensor apply(const Backend& be, const at::Tensor& input, const std::optional
   p.mean = save_mean.contiguous();
   p.invstd = save_invstd.contiguous();
   at::Tensor y = at::empty(x.sizes(), x.options().memory_format(x.suggest_memory_format()));
-  if (x.numel() > 0) be.normalize_act(x, l, act, p, y);
+  if (x.numel() > 0) be.normalize_act(x, l, spec.act, p, y);
   return y;
 }
 
@@ -156,10 +131,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
     const std::optional<at::Tensor>& slope, const at::Tensor& save_mean, const at::Tensor& save_invstd,
     bool training, std::string_view activation, double negative_slope) {
-  const Act act = parse_activation(activation);
-  check_params(saved, weight, bias, slope, activation);
-  TORCH_CHECK(!(saved_is_output && act == Act::Relu), kOp,
-              ": saved_is_output=True needs an invertible activation; relu backward needs the input");
+  const ActivationSpec& spec = spec_of(activation);
+  const Act act = spec.act;
+  check_params(saved, weight, bias, slope, spec);
+  TORCH_CHECK(!(saved_is_output && spec.invertible == When::Never), kOp,
+              ": saved_is_output=True needs an invertible activation; ", spec.name, " backward needs the input");
   check_floating(grad_out, kOp, "grad_out");
   check_same_device(grad_out, saved, kOp, "grad_out", "saved");
   TORCH_CHECK(grad_out.sizes() == saved.sizes(), kOp, ": grad_out must have the shape of the saved tensor ",
@@ -187,7 +163,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     return param.has_value() && param->defined() ? v.to(param->scalar_type()) : v;
   };
   at::Tensor grad_slope = at::empty({0}, vec_opts);
-  if (is_prelu(activation)) grad_slope = like(slope->numel() == 1 ? sum_slope.sum().reshape({1}) : sum_slope, slope);
+  if (spec.slope == Slope::Learned) grad_slope = like(slope->numel() == 1 ? sum_slope.sum().reshape({1}) : sum_slope, slope);
   return {grad_x, like(sum_dz_xhat, weight), like(sum_dz, bias), grad_slope};
 }
 
@@ -225,13 +201,14 @@ bool recoverable_from_output(const std::optional<at::Tensor>& weight, const std:
   // Recovery x_hat = (act^-1(y) - bias) / weight multiplies y's rounding error by about 1 + |bias / weight|: allow 65
   // for float32/64 outputs, 2 for float16/bfloat16 ones (their 2x error budget). Weights and slopes must keep y in
   // the normal range of the output dtype: >= sqrt(its smallest normal).
-  if (parse_activation(activation) == Act::Relu) return false;
+  const ActivationSpec& spec = spec_of(activation);
+  if (spec.invertible == When::Never) return false;
   const bool half = dtype == at::kHalf || dtype == at::kBFloat16;
   const double floor = std::sqrt(dtype == at::kHalf ? 6.103515625e-05 : dtype == at::kDouble ? 2.2250738585072014e-308
                                                                                             : 1.1754943508222875e-38);
   const double ratio = half ? 1.0 : 64.0;
-  if (activation == "leaky_relu" && !(negative_slope >= floor)) return false;
-  const bool check_slope = activation == "prelu" && slope.has_value() && slope->defined();
+  if (spec.slope == Slope::Fixed && !(negative_slope >= floor)) return false;
+  const bool check_slope = spec.slope == Slope::Learned && slope.has_value() && slope->defined();
   const bool has_weight = weight.has_value() && weight->defined();
   const bool has_bias = has_weight && bias.has_value() && bias->defined();
   if (!check_slope && !has_weight) return true;

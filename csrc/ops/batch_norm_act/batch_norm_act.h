@@ -6,6 +6,9 @@
 // input from the saved *output* when the activation is invertible (identity, leaky/prelu with a positive
 // slope), so the forward input need not be kept alive (the In-Place ABN idea); otherwise it reads the input.
 #include "common/accumulate.h"
+#include "common/activation.h"
+#include "common/host_device.h"
+#include "common/layout.h"
 
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
@@ -15,54 +18,6 @@
 #include <tuple>
 
 namespace pygan::bna {
-
-// "leaky_relu" and "prelu" are both Leaky: a fixed slope, or a per-channel / single learnable one.
-enum class Act { Identity, Relu, Leaky };
-
-Act parse_activation(std::string_view name);
-
-// Activation math, shared by host and device code. As in PyTorch, z == 0 takes the negative branch's derivative.
-// Written with selects between constants (then a multiply) rather than `z > 0 ? z : z * slope`, so compilers
-// vectorize them on the CPU: a branch per element mispredicts half the time on real data. All forms are exact.
-template <Act A, typename T>
-PYGAN_HD T act_derivative(T z, T slope) {
-  if constexpr (A == Act::Identity) return T(1);
-  const T pos = z > T(0) ? T(1) : T(0);
-  if constexpr (A == Act::Relu) return pos;
-  else return pos + (T(1) - pos) * slope;  // 1 or slope, exactly
-}
-
-template <Act A, typename T>
-PYGAN_HD T act_forward(T z, T slope) {
-  if constexpr (A == Act::Identity) return z;
-  else if constexpr (A == Act::Relu) return z < T(0) ? T(0) : z;  // not z * pos: relu(-inf) is 0; NaN stays NaN
-  else return z * act_derivative<A>(z, slope);
-}
-
-// Pre-activation from the output; only called for invertible activations (identity, leaky with slope > 0, so
-// that y and z have the same sign).
-template <Act A, typename T>
-PYGAN_HD T act_inverse(T y, T slope) {
-  if constexpr (A == Act::Leaky) return y / act_derivative<A>(y, slope);
-  else return y;
-}
-
-// The PReLU slope's gradient contribution of one element: dy * z where z <= 0, else 0 (NaN stays NaN).
-template <typename T>
-PYGAN_HD T slope_grad_term(T dy, T z) {
-  return dy * (z > T(0) ? T(0) : z);
-}
-
-// How the kernels see a tensor of shape (N, C, *): dense, either [N, C, S] ("channels first") or
-// [N*S, C] ("channels last", also used whenever S == 1).
-struct Layout {
-  bool channels_last;
-  int64_t N, C, S;
-  int64_t count() const { return N * S; }  // values per channel
-};
-
-at::Tensor dense_for_kernels(const at::Tensor& x);  // x itself when already dense in its suggested memory format
-Layout layout_of(const at::Tensor& dense);
 
 // Per-channel parameters as the kernels read them: contiguous [C] tensors in the accumulation dtype.
 // gamma / beta undefined mean 1 / 0 (affine=False); slope undefined means `leaky_slope` for every channel,
@@ -158,16 +113,6 @@ PYGAN_HD void update_running(run_t& rm, run_t& rv, stat_t mean, stat_t invstd, d
   const double var = (1.0 / (is * is) - eps) * unbias;
   rm = static_cast<run_t>((1.0 - momentum) * static_cast<double>(rm) + momentum * static_cast<double>(mean));
   rv = static_cast<run_t>((1.0 - momentum) * static_cast<double>(rv) + momentum * var);
-}
-
-// Calls f.template operator()<A>() with the activation as a compile-time constant.
-template <typename F>
-void dispatch_act(Act act, F&& f) {
-  switch (act) {
-    case Act::Identity: f.template operator()<Act::Identity>(); break;
-    case Act::Relu: f.template operator()<Act::Relu>(); break;
-    case Act::Leaky: f.template operator()<Act::Leaky>(); break;
-  }
 }
 
 }  // namespace pygan::bna

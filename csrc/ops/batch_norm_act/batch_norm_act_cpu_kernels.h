@@ -4,22 +4,14 @@
 // CPU passes of batch_norm_act: statistics + normalize-and-activate forward, gradient sums + input gradient
 // backward; each pass sweeps the tensor in cache-sized chunks with all threads (at::parallel_for). Inner loops are
 // written so the compiler vectorizes them: `omp simd` (reductions without global reassociation) and activation math
-// as selects between constants (batch_norm_act.h).
+// as selects between constants (common/activation.h).
 //
-// Measured and not kept: a channel-blocked schedule (one task per channel, both passes of a direction back to back
-// while the channel is in cache: 2 + 3 memory sweeps instead of 3 + 5). On the 2-core build machines these loops
-// are compute-bound at SSE2 width (a copy of the tensor takes 2 ms, a pass 4-7 ms), so it was no faster for
-// channels-first and 2-3x slower for channels-last (strided 64-byte rows). Passes take a View (a set of
-// channels) so that schedule can be tried again where memory is the limit (the AVX2 and AVX-512 builds of these
-// loops came later: each doubling of the vector width still paid, so they were still compute-bound). Tried again
-// with the AVX-512 build on a Xeon with 2 MiB L2 per core and a 480 MiB L3 (channels-first only, channels small
-// enough for L2): up to 2x slower for 8-16 MiB tensors, within 10% either way for 4 and 32 MiB ones; with the
-// whole tensor in L3 the second pass was already cached, and the per-channel tasks only added overhead.
+// Whole-tensor sweeps, not a channel-blocked schedule: these loops are compute-bound (or the tensor stays in L3
+// between passes), so saving memory sweeps does not pay (benchmarks/README.md, "Kernel design notes"). Passes take
+// a View (a set of channels) so that schedule can be tried where memory is the limit.
 
 constexpr int64_t kTaskElems = 8192;          // streaming: elements per task (a chunk read twice stays in L1/L2)
 constexpr int64_t kParallelElems = 32768;     // below this many elements a pass runs on one thread
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Channels [c0, c0 + C) of a dense tensor with C_total channels. Channels-first: element (n, c, s) at
 // (n * C_total + c0 + c) * S + s; channels-last: element (row, c) at row * C_total + c0 + c, N * S rows.
@@ -72,7 +64,7 @@ struct GradSums {
 // Merges per-task partials into per-channel totals in a fixed order (deterministic): channels-first partials are
 // indexed by task (plane-major), channels-last ones by block * C + c. Every channel's part of one task group (a
 // (n, chunk) pair; a row block) has the same count, so each group is merged into all channels at once, vectorized,
-// with weights computed once: merging part by part took as long as the statistics pass itself for 512 channels.
+// with weights computed once: part by part, the merge would cost as much as the statistics pass with many channels.
 template <typename F>
 void for_each_part_group(const View& v, F merge_group) {
   if (v.C == 0) return;  // (groups read their first channel's count)

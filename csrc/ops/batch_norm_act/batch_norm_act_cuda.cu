@@ -26,8 +26,6 @@ constexpr int kThreads = 256;            // channels-first reduction and element
 constexpr int kTileC = 32, kTileR = 8;   // channels-last reduction block: 32 channels x 8 rows
 constexpr int64_t kMinPerBlock = 2048;   // elements a reduction block should at least handle
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 int target_blocks() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount * 4; }
 
 // ---------------------------------------------------------------- per-channel parameters on the device

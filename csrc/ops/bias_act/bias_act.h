@@ -1,9 +1,10 @@
 #pragma once
 // Per-channel bias + activation: y = act(x + bias[c]) over (N, C, *) input, the epilogue of a convolution whose
 // BatchNorm was folded into its weight and bias. Checks and orchestration once in bias_act.cpp; a backend (CPU,
-// CUDA) supplies one forward and one backward pass through the `Backend` table. The activation math and the
-// layout description are those of batch_norm_act.
-#include "ops/batch_norm_act/batch_norm_act.h"
+// CUDA) supplies one forward and one backward pass through the `Backend` table.
+#include "common/accumulate.h"
+#include "common/activation.h"
+#include "common/layout.h"
 
 #include <ATen/core/Tensor.h>
 
@@ -12,9 +13,6 @@
 #include <tuple>
 
 namespace pygan::bias_act {
-
-using bna::Act;
-using bna::Layout;
 
 // Per-channel vectors as the kernels read them: always two contiguous [C] tensors in the accumulation dtype (bias
 // zeros when absent; slope the fixed negative slope unless prelu, a shared prelu slope expanded), so the inner

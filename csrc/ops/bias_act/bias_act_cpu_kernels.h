@@ -35,7 +35,7 @@ void forward_loops(const at::Tensor& x, const Layout& l, const Params& p, at::Te
         const scalar_t* xr = xp + plane * l.S;
         scalar_t* yr = yp + plane * l.S;
 #pragma omp simd
-        for (int64_t i = 0; i < l.S; ++i) store(yr, i, bna::act_forward<A>(load<acc>(xr, i) + b, s));
+        for (int64_t i = 0; i < l.S; ++i) store(yr, i, act_forward<A>(load<acc>(xr, i) + b, s));
       }
     });
   } else {  // rows of C values
@@ -46,7 +46,7 @@ void forward_loops(const at::Tensor& x, const Layout& l, const Params& p, at::Te
         scalar_t* yr = yp + r * l.C;
 #pragma omp simd
         for (int64_t c = 0; c < l.C; ++c)
-          store(yr, c, bna::act_forward<A>(load<acc>(xr, c) + cv.b(c), cv.s(c)));
+          store(yr, c, act_forward<A>(load<acc>(xr, c) + cv.b(c), cv.s(c)));
       }
     });
   }
@@ -58,9 +58,9 @@ inline acc backward_element(const scalar_t* gp, const scalar_t* sp, scalar_t* gx
                             acc b, acc s, acc& sum_s) {
   const acc dy = load<acc>(gp, i);
   const acc z = load<acc>(sp, i) + (saved_is_output ? acc(0) : b);
-  const acc dz = dy * bna::act_derivative<A>(z, s);
+  const acc dz = dy * act_derivative<A>(z, s);
   store(gxp, i, dz);
-  sum_s += bna::slope_grad_term(dy, z);  // unused (and cheap) unless prelu
+  sum_s += slope_grad_term(dy, z);  // unused (and cheap) unless prelu
   return dz;
 }
 
@@ -76,8 +76,8 @@ void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, bool save
   acc* gs = want_slope ? grad_slope.data_ptr<acc>() : nullptr;
   if (!l.channels_last) {
     // Planes in memory order, one partial sum per plane, then summed over n per channel (fixed order:
-    // deterministic). Walking a channel's planes instead (stride C*S) ran at a third of this speed: each plane is
-    // too short a stream for the hardware prefetcher.
+    // deterministic). Memory order keeps the hardware prefetcher streaming; one channel's planes (stride C*S) are
+    // too short a stream each.
     at::Tensor partial = at::empty({2, l.N * l.C}, grad_bias.options());
     acc* pb = partial.data_ptr<acc>();
     acc* ps = pb + l.N * l.C;
@@ -88,8 +88,9 @@ void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, bool save
         const acc b = cv.b(c), s = cv.s(c);
         acc sum_b = 0, sum_s = 0;
         // Local pointers: through the lambda's captured references the compiler must assume the grad_x stores
-        // may change the pointers themselves, reloads them every element and does not vectorize (5x slower).
-        // backward_element's math written out: through it, sum_s (passed by reference) kept this loop 4x slower.
+        // may change the pointers themselves, reloads them every element and does not vectorize.
+        // backward_element's math written out: calling it, with sum_s passed by reference, makes this loop much
+        // slower.
         const scalar_t* g = gp + base;
         const scalar_t* sv = sp + base;
         scalar_t* gx = gxp + base;
@@ -98,10 +99,10 @@ void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, bool save
         for (int64_t i = 0; i < l.S; ++i) {
           const acc dy = load<acc>(g, i);
           const acc z = load<acc>(sv, i) + shift;
-          const acc dz = dy * bna::act_derivative<A>(z, s);
+          const acc dz = dy * act_derivative<A>(z, s);
           store(gx, i, dz);
           sum_b += dz;
-          sum_s += bna::slope_grad_term(dy, z);
+          sum_s += slope_grad_term(dy, z);
         }
         pb[plane] = sum_b;
         ps[plane] = sum_s;
@@ -142,14 +143,14 @@ void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, bool save
 
 void forward_cpu(const at::Tensor& x, const Layout& l, Act act, const Params& p, at::Tensor& y) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bias_act_cpu", [&] {
-    bna::dispatch_act(act, [&]<Act A>() { forward_loops<scalar_t, A>(x, l, p, y); });
+    dispatch_act(act, [&]<Act A>() { forward_loops<scalar_t, A>(x, l, p, y); });
   });
 }
 
 void backward_cpu(const at::Tensor& grad_y, const at::Tensor& saved, bool saved_is_output, const Layout& l, Act act,
                   const Params& p, bool want_slope, at::Tensor& grad_x, at::Tensor& grad_bias, at::Tensor& grad_slope) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, saved.scalar_type(), "bias_act_backward_cpu", [&] {
-    bna::dispatch_act(act, [&]<Act A>() {
+    dispatch_act(act, [&]<Act A>() {
       backward_loops<scalar_t, A>(grad_y, saved, saved_is_output, l, p, want_slope, grad_x, grad_bias, grad_slope);
     });
   });

@@ -36,7 +36,7 @@ template <Act A, typename scalar_t, typename acc_t, int V, bool Aligned>
 __global__ void forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y, int64_t numel,
                                ChannelIndex ch, ChannelView<acc_t> cv) {
   map_chunks<V, Aligned>(x, y, numel, ch, [&](scalar_t v, int64_t c) {
-    return static_cast<scalar_t>(bna::act_forward<A>(static_cast<acc_t>(v) + cv.b(c), cv.s(c)));
+    return static_cast<scalar_t>(act_forward<A>(static_cast<acc_t>(v) + cv.b(c), cv.s(c)));
   });
 }
 
@@ -45,7 +45,7 @@ __device__ __forceinline__ void backward_element(const scalar_t* gy, const scala
                                                  bool saved_is_output, acc_t b, acc_t s, acc_t& sum_b, acc_t& sum_s) {
   const acc_t dy = static_cast<acc_t>(gy[i]);
   const acc_t z = static_cast<acc_t>(saved[i]) + (saved_is_output ? acc_t(0) : b);
-  const acc_t dz = dy * bna::act_derivative<A>(z, s);
+  const acc_t dz = dy * act_derivative<A>(z, s);
   gx[i] = static_cast<scalar_t>(dz);
   sum_b += dz;
   sum_s += z > acc_t(0) ? acc_t(0) : dy * z;
@@ -117,15 +117,6 @@ int blocks_for(int64_t work, int64_t per_block) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((work + per_block - 1) / per_block, sms * 8)));
 }
 
-template <typename F>
-void with_act(Act act, F&& f) {
-  switch (act) {
-    case Act::Identity: f(std::integral_constant<Act, Act::Identity>{}); break;
-    case Act::Relu: f(std::integral_constant<Act, Act::Relu>{}); break;
-    case Act::Leaky: f(std::integral_constant<Act, Act::Leaky>{}); break;
-  }
-}
-
 void forward_cuda(const at::Tensor& x, const Layout& l, Act act, const Params& p, at::Tensor& y) {
   const c10::cuda::OptionalCUDAGuard guard(x.device());
   auto stream = at::cuda::getCurrentCUDAStream();
@@ -139,8 +130,7 @@ void forward_cuda(const at::Tensor& x, const Layout& l, Act act, const Params& p
     constexpr int V = vec_width<scalar_t>();
     const bool aligned = can_vectorize(V, numel, {in, out}, sizeof(scalar_t));
     const int blocks = blocks_for((numel + V - 1) / V, kThreads * 4);
-    with_act(act, [&](auto a) {
-      constexpr Act A = decltype(a)::value;
+    dispatch_act(act, [&]<Act A>() {
       if (aligned) forward_kernel<A, scalar_t, acc, V, true><<<blocks, kThreads, 0, stream>>>(in, out, numel, ch, cv);
       else forward_kernel<A, scalar_t, acc, V, false><<<blocks, kThreads, 0, stream>>>(in, out, numel, ch, cv);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -165,8 +155,7 @@ void backward_cuda(const at::Tensor& grad_y, const at::Tensor& saved, bool saved
     scalar_t* gx = grad_x.data_ptr<scalar_t>();
     acc* gb = grad_bias.data_ptr<acc>();
     acc* gs = want_slope ? grad_slope.data_ptr<acc>() : nullptr;
-    with_act(act, [&](auto a) {
-      constexpr Act A = decltype(a)::value;
+    dispatch_act(act, [&]<Act A>() {
       if (!l.channels_last) {
         // Enough blocks to fill the GPU: split each channel's N planes over up to grid.y blocks.
         const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;

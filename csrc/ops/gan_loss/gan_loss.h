@@ -3,6 +3,7 @@
 // gradient w.r.t. the logits, and the diagnostics a trainer logs (mean sigmoid(logit), mean logit). The terms are
 // those of pygan/ops/reference.py (GAN_LOSS_TERMS), in forms stable for any logit magnitude.
 #include "common/accumulate.h"
+#include "common/host_device.h"
 
 #include <ATen/core/Tensor.h>
 
