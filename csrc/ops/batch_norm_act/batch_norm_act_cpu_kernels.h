@@ -121,37 +121,91 @@ acc_t simd_sum(const scalar_t* x, int64_t n, F f) {
   return total;
 }
 
+// The same in runs of kSumRun values, each run's sum added in double: a float32 sum of a whole chunk rounds well
+// above float32's own precision, a run's does not. The channels-last loops add kRunRows rows the same way.
+constexpr int64_t kSumRun = 1024, kRunRows = 64;
+
+template <typename acc_t, typename scalar_t, typename F>
+double run_sum(const scalar_t* x, int64_t n, F f) {
+  double total = 0;
+  for (int64_t i = 0; i < n; i += kSumRun) total += simd_sum<acc_t>(x + i, std::min(kSumRun, n - i), f);
+  return total;
+}
+
 // ---------------------------------------------------------------- statistics
+//
+// Shifted sums: every part of channel c first sums x - K_c, K_c the channel's first value (element (0, c, 0)):
+// d = mean(x - K_c), the part's mean K_c + d exactly in double. Summing x itself in float32 lost the digits below
+// the mean's ulp, where the variance of a channel with a large mean and a small spread lives; x - K_c is exact for
+// values within a factor 2 of K_c and of the data's spread otherwise. The second pass sums (x - m)^2 about
+// m = float(K_c + d) in float32 runs added in double, and shifted_m2 takes off what m's rounding adds. So the
+// float32 sums hold the spread only and the variance comes within float32's rounding, as stock's float64 sums, for
+// one subtraction per element in the first pass (numbers: benchmarks/README.md, "Kernel design notes").
+
+// M2 of n values about their exact mean k + d (in double), from m2f = sum((x - m)^2) about m = float(k + d):
+// m2f - n * (k + d - m)^2, clamped at 0 against rounding.
+template <typename acc>
+inline double shifted_m2(double n, acc k, acc d, acc m, double m2f) {
+  const double delta = (double(k) + double(d)) - double(m);
+  return std::max(0.0, m2f - n * delta * delta);
+}
 
 template <typename scalar_t>
 std::vector<Moments> channel_moments(const scalar_t* x, const View& v) {
   using acc = acc_t<scalar_t>;
   const int64_t C = v.C;
+  // K_c, read once here: read per task, the channel's first value is a cache miss next to a small plane
+  std::vector<acc> shift(C);
+  for (int64_t c = 0; c < C; ++c) shift[c] = load<acc>(x, v.channels_last ? v.c0 + c : (v.c0 + c) * v.S);
   if (!v.channels_last) {
     std::vector<Moments> parts(plane_chunks(v));
-    for_each_plane_chunk(v, [&](int64_t t, int64_t, int64_t base, int64_t len) {
+    for_each_plane_chunk(v, [&](int64_t t, int64_t c, int64_t base, int64_t len) {
       const scalar_t* p = x + base;
-      const acc mean = simd_sum<acc>(p, len, [](acc a) { return a; }) / static_cast<acc>(len);
-      const acc m2 = simd_sum<acc>(p, len, [mean](acc a) { return (a - mean) * (a - mean); });
-      parts[t] = Moments{static_cast<double>(len), static_cast<double>(mean), static_cast<double>(m2)};
+      const acc k = shift[c];
+      const acc d = simd_sum<acc>(p, len, [k](acc a) { return a - k; }) / static_cast<acc>(len);
+      const acc m = k + d;
+      const double m2 = run_sum<acc>(p, len, [m](acc a) { return (a - m) * (a - m); });
+      parts[t] = Moments{double(len), double(k) + double(d), shifted_m2(double(len), k, d, m, m2)};
     });
     return merge_parts(v, parts);
   }
   std::vector<Moments> parts(row_blocks(v) * C);
   for_each_row_block(v, [&](int64_t b, int64_t r0, int64_t r1) {
-    std::vector<acc> mean(C, acc(0)), m2(C, acc(0));
+    // Per channel: d, m and a run's float32 M2; the total M2 and the corrected moments in double. Two allocations,
+    // and the corrections vectorized: with many channels a block has few rows, and per-channel scalar work shows.
+    std::vector<acc> fs(3 * C, acc(0));
+    std::vector<double> ds(3 * C, 0.0);
+    const acc* k = shift.data();
+    acc *d = fs.data(), *m = d + C, *m2 = m + C;
+    double *m2_total = ds.data(), *mean = m2_total + C, *m2_exact = mean + C;
     for (int64_t r = r0; r < r1; ++r) {
       const scalar_t* row = x + r * v.C_total + v.c0;
       #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) mean[c] += load<acc>(row, c);
+      for (int64_t c = 0; c < C; ++c) d[c] += load<acc>(row, c) - k[c];
     }
-    for (int64_t c = 0; c < C; ++c) mean[c] /= static_cast<acc>(r1 - r0);
-    for (int64_t r = r0; r < r1; ++r) {
-      const scalar_t* row = x + r * v.C_total + v.c0;
+    const acc inv_rows = acc(1) / static_cast<acc>(r1 - r0);
+    #pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      d[c] *= inv_rows;
+      m[c] = k[c] + d[c];
+    }
+    for (int64_t q0 = r0; q0 < r1; q0 += kRunRows) {  // as run_sum: float32 sums of short runs, added in double
+      std::fill(m2, m2 + C, acc(0));
+      for (int64_t r = q0; r < std::min(r1, q0 + kRunRows); ++r) {
+        const scalar_t* row = x + r * v.C_total + v.c0;
+        #pragma omp simd
+        for (int64_t c = 0; c < C; ++c) m2[c] += (load<acc>(row, c) - m[c]) * (load<acc>(row, c) - m[c]);
+      }
       #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) m2[c] += (load<acc>(row, c) - mean[c]) * (load<acc>(row, c) - mean[c]);
+      for (int64_t c = 0; c < C; ++c) m2_total[c] += m2[c];
     }
-    for (int64_t c = 0; c < C; ++c) parts[b * C + c] = Moments{double(r1 - r0), double(mean[c]), double(m2[c])};
+    const double n = double(r1 - r0);
+    #pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      mean[c] = double(k[c]) + double(d[c]);
+      m2_exact[c] = shifted_m2(n, k[c], d[c], m[c], m2_total[c]);
+    }
+    for (int64_t c = 0; c < C; ++c) parts[b * C + c] = Moments{n, mean[c], m2_exact[c]};
   });
   return merge_parts(v, parts);
 }

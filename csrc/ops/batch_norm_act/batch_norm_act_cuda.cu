@@ -250,19 +250,29 @@ __global__ void grad_input_kernel(const scalar_t* __restrict__ dy, const scalar_
 
 // ---------------------------------------------------------------- loaders and finalizers (device functors)
 
+// The statistics run on x - K_c, K_c the channel's first value (element (0, c, 0), at c * k_stride), as the CPU
+// kernels do: Welford in float on x itself loses the digits below the mean's ulp when the mean is large next to
+// the spread; shifted, the float accumulators hold the spread only.
 template <typename scalar_t>
-struct LoadValue {
+struct LoadShifted {
   const scalar_t* x;
-  __device__ __forceinline__ acc_t<scalar_t> operator()(int64_t i, int64_t) const { return static_cast<acc_t<scalar_t>>(x[i]); }
+  int64_t k_stride;
+  __device__ __forceinline__ acc_t<scalar_t> operator()(int64_t i, int64_t c) const {
+    using acc = acc_t<scalar_t>;
+    return static_cast<acc>(x[i]) - static_cast<acc>(x[c * k_stride]);
+  }
 };
 
-template <typename acc>
+template <typename scalar_t>
 struct WriteStats {
+  using acc = acc_t<scalar_t>;
+  const scalar_t* x;
+  int64_t k_stride;
   acc* mean;
   acc* invstd;
   acc eps;
   __device__ void operator()(int64_t c, const Welford<acc>& w) const {
-    mean[c] = w.mean;
+    mean[c] = static_cast<acc>(x[c * k_stride]) + w.mean;
     invstd[c] = acc(1) / sqrt(w.m2 / w.n + eps);
   }
 };
@@ -300,9 +310,11 @@ void batch_stats_cuda(const at::Tensor& x, const Layout& l, double eps, at::Tens
   const c10::cuda::OptionalCUDAGuard guard(x.device());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "batch_norm_act_stats_cuda", [&] {
     using acc = acc_t<scalar_t>;
-    reduce_per_channel<Welford<acc>>(l, x, LoadValue<scalar_t>{x.const_data_ptr<scalar_t>()},
-                                     WriteStats<acc>{mean.mutable_data_ptr<acc>(), invstd.mutable_data_ptr<acc>(),
-                                                     static_cast<acc>(eps)});
+    const scalar_t* in = x.const_data_ptr<scalar_t>();
+    const int64_t k_stride = l.channels_last ? 1 : l.S;  // element (0, c, 0)
+    reduce_per_channel<Welford<acc>>(l, x, LoadShifted<scalar_t>{in, k_stride},
+                                     WriteStats<scalar_t>{in, k_stride, mean.mutable_data_ptr<acc>(),
+                                                          invstd.mutable_data_ptr<acc>(), static_cast<acc>(eps)});
   });
 }
 
