@@ -336,3 +336,41 @@ def test_apply_recomputes_the_training_output_bitwise(activation, dtype, device)
                            p["slope"].detach() if "slope" in p else None, activation, 0.2))
     with pytest.raises(RuntimeError, match="save_mean and save_invstd must be 1-D"):
         torch.ops.pygan.batch_norm_act_apply(p["x"], *args, mean[:-1], invstd, p.get("slope"), activation, 0.2)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_backward_takes_a_float32_gradient_for_half_precision(dtype, device):
+    p = make_inputs((3, 4, 5, 5), "leaky_relu", dtype, device)
+    w, b = p["weight"], p["bias"]
+    y, mean, invstd = torch.ops.pygan.batch_norm_act(p["x"], w, b, None, None, None, True, 1e-5, "leaky_relu", 0.2)
+    g = torch.randn(y.shape, device=device)
+    for saved, from_output in ((y, True), (p["x"], False)):
+        args = (saved, from_output, w, b, None, mean, invstd, True, "leaky_relu", 0.2)
+        got = torch.ops.pygan.batch_norm_act_backward(g, *args)  # converted to the saved dtype first, as bias_act
+        want = torch.ops.pygan.batch_norm_act_backward(g.to(dtype), *args)
+        for a, e in zip(got, want):
+            assert torch.equal(a, e)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_prelu_slope_gradient_ignores_infinite_gradients_where_z_is_positive(device):
+    # the slope's gradient term is dy * z where z <= 0 and 0 elsewhere, whatever dy (inf * 0 would give NaN)
+    p = make_inputs((4, 3, 5, 5), "prelu", torch.float32, device)
+    y, mean, invstd = torch.ops.pygan.batch_norm_act(p["x"], p["weight"], p["bias"], None, None, p["slope"], True,
+                                                     1e-5, "prelu", 0.0)
+    g = torch.where(y > 0, torch.full_like(y, float("inf")), torch.randn_like(y))
+    for saved, from_output in ((y, True), (p["x"], False)):
+        grads = torch.ops.pygan.batch_norm_act_backward(g, saved, from_output, p["weight"], p["bias"], p["slope"],
+                                                        mean, invstd, True, "prelu", 0.0)
+        ref = reference.batch_norm_act_backward(g.double(), saved.double(), from_output, p["weight"].double(),
+                                                p["bias"].double(), p["slope"].double(), mean.double(),
+                                                invstd.double(), True, "prelu", 0.0)
+        assert torch.isfinite(grads[3]).all()
+        torch.testing.assert_close(grads[3].double(), ref[3], rtol=1e-4, atol=1e-4)
+    z = torch.randn(4, 3, 5, 5, device=device)
+    g = torch.where(z > 0, torch.full_like(z, float("inf")), torch.randn_like(z))
+    _, _, grad_slope = torch.ops.pygan.bias_act_backward(g, z, False, None, p["slope"], "prelu", 0.0)
+    _, _, ref_slope = reference.bias_act_backward(g, z, False, None, p["slope"], "prelu", 0.0)
+    assert torch.isfinite(grad_slope).all()
+    torch.testing.assert_close(grad_slope, ref_slope, rtol=1e-4, atol=1e-4)

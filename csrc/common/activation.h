@@ -82,10 +82,12 @@ PYGAN_HD T act_inverse(T y, T slope) {
   else return y;
 }
 
-// The PReLU slope's gradient contribution of one element: dy * z where z <= 0, else 0 (NaN stays NaN).
+// The PReLU slope's gradient contribution of one element: dy * z where z <= 0, else 0 (NaN stays NaN). A select,
+// not dy * (0 or z): where z > 0 the term is 0 whatever dy is (an infinite dy would give inf * 0 = NaN), as in
+// the reference's torch.where.
 template <typename T>
 PYGAN_HD T slope_grad_term(T dy, T z) {
-  return dy * (z > T(0) ? T(0) : z);
+  return z > T(0) ? T(0) : dy * z;
 }
 
 // Calls f.template operator()<A>() with the activation as a compile-time constant.

@@ -146,8 +146,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
 
   const at::Tensor s = dense_for_kernels(saved);
   const Layout l = layout_of(s);
-  // Read grad_out in the saved tensor's layout; never written to.
-  const at::Tensor dy = grad_out.contiguous(s.suggest_memory_format());
+  // Read grad_out in the saved tensor's layout and dtype (a float32 gradient for a half-precision output is
+  // converted first, as bias_act does); never written to.
+  const at::Tensor dy = grad_out.to(s.scalar_type()).contiguous(s.suggest_memory_format());
   const auto acc = acc_dtype(s.scalar_type());
   ChannelParams p = channel_params(s, weight, bias, slope, negative_slope);
   p.mean = save_mean.to(acc).contiguous();

@@ -48,7 +48,7 @@ __device__ __forceinline__ void backward_element(const scalar_t* gy, const scala
   const acc_t dz = dy * act_derivative<A>(z, s);
   gx[i] = static_cast<scalar_t>(dz);
   sum_b += dz;
-  sum_s += z > acc_t(0) ? acc_t(0) : dy * z;
+  sum_s += slope_grad_term(dy, z);
 }
 
 constexpr int kThreads = 256;
