@@ -21,6 +21,7 @@ CASES = [
     ((1, 6), "prelu", False, True),
     ((2, 3), "identity", False, False),
     ((0, 5), "leaky_relu", False, True),  # a rank with an empty batch
+    ((0, 0), "prelu", False, True),  # every rank's batch empty: an empty output, running statistics untouched
 ]
 
 
@@ -191,6 +192,8 @@ def test_sync_module_without_a_process_group_is_the_plain_module():
     torch.testing.assert_close(synced.running_var, plain.running_var)
     with pytest.raises(RuntimeError, match="torch.distributed is not initialized"):
         pygan.ops.sync_batch_norm_act(x, None, None)
+    with pytest.raises(ValueError, match="batch_norm eps must be positive during training, but got 0.0"):
+        pygan.ops.sync_batch_norm_act(x, None, None, eps=0.0)  # the local op's check, before any collective
 
 
 def test_converter_replaces_stock_batch_norm_keeping_its_tensors():

@@ -86,7 +86,7 @@ def test_bad_module_arguments():
         pygan.nn.BatchNormAct2d(3, activation="swish")
     with pytest.raises(ValueError, match="prelu_parameters must be 1 or num_features"):
         pygan.nn.BatchNormAct2d(3, activation="prelu", prelu_parameters=2)
-    with pytest.raises(ValueError, match="input must have 4 dimensions"):
+    with pytest.raises(ValueError, match=r"^expected 4D input \(got 2D input\)$"):
         pygan.nn.BatchNormAct2d(3)(torch.randn(2, 3))
 
 

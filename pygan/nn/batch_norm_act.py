@@ -1,8 +1,9 @@
 """BatchNormAct{1,2,3}d: torch.nn.BatchNorm{1,2,3}d followed by an activation, in one fused op.
 
-Same constructor arguments, parameters, buffers and state_dict keys as the stock BatchNorm modules (a state_dict
-moves between the two unchanged), plus `activation` and `negative_slope`. With activation='prelu' the module
-also owns the PReLU slope, a parameter named `slope` (1 or num_features values, initialised like nn.PReLU).
+Same constructor arguments (`bias=False` included), parameters, buffers and state_dict keys as the stock BatchNorm
+modules (a state_dict moves between the two unchanged), plus `activation` and `negative_slope`. With
+activation='prelu' the module also owns the PReLU slope, a parameter named `slope` (1 or num_features values,
+initialised like nn.PReLU). Where the two differ on purpose: docs/ops.md, "Differences from torch.nn.BatchNorm".
 
 sync=True (or convert_sync_batch_norm_act(model)) makes training-mode statistics those of the whole batch over
 all ranks of `process_group` (pygan.ops.sync_batch_norm_act), like torch.nn.SyncBatchNorm; outside an
@@ -35,6 +36,7 @@ class _BatchNormAct(_NormBase):
         device=None,
         dtype=None,
         *,
+        bias: bool = True,
         activation: str = "identity",
         negative_slope: float = 0.01,
         prelu_parameters: int = 1,
@@ -44,6 +46,8 @@ class _BatchNormAct(_NormBase):
     ) -> None:
         act = activations.get(activation, type(self).__name__)
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        if affine and not bias:  # as torch.nn.BatchNorm*d(bias=False): a weight, no bias (set here, for any torch)
+            self.register_parameter("bias", None)
         self.activation = activation
         self.negative_slope = float(negative_slope)
         self.sync = bool(sync)
@@ -56,11 +60,9 @@ class _BatchNormAct(_NormBase):
             self.register_parameter("slope", None)
 
     def _check_input_dim(self, input: Tensor) -> None:
-        if input.dim() not in self._expected_dims:
-            raise ValueError(
-                f"{type(self).__name__}: input must have {' or '.join(map(str, self._expected_dims))} dimensions, "
-                f"got shape {tuple(input.shape)}"
-            )
+        if input.dim() not in self._expected_dims:  # stock's words: "expected 4D input (got 2D input)"
+            expected = " or ".join(f"{d}D" for d in self._expected_dims)
+            raise ValueError(f"expected {expected} input (got {input.dim()}D input)")
 
     def forward(self, input: Tensor) -> Tensor:
         self._check_input_dim(input)

@@ -23,6 +23,7 @@ from pygan.nn.batch_norm_act import BatchNormAct2d, SlopeOwner, prelu_reading
 from pygan.nn.convert import activation_module
 from pygan.ops import activations
 from pygan.ops.bias_act import bias_act
+from pygan.ops.fake_checks import check_batch_norm_args
 
 
 def fold_scale_shift(bn: nn.Module) -> tuple[Tensor, Tensor]:
@@ -110,6 +111,7 @@ class _ConvBNAct(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.training or self.bn.running_mean is None:
             return self.bn(self._conv(x, self.conv.weight, self.conv.bias))
+        check_batch_norm_args(x.shape, False, self.bn.eps)  # eps >= 0, as the stock BatchNorm2d checks in eval
         weight, bias = self.folded()
         bn = self.bn
         return bias_act(self._conv(x, weight, None), bias, bn.activation, bn.negative_slope, bn.slope)

@@ -17,7 +17,7 @@ from pygan import _ext
 from pygan._compat import dispatch_mode_active, outside_dispatch_modes, suggest_memory_format, tracing
 from pygan.ops import recompute
 from pygan.ops import activations, reference
-from pygan.ops.fake_checks import check_like_kernel, fake_slope_grad
+from pygan.ops.fake_checks import check_batch_norm_args, check_like_kernel, fake_slope_grad
 from pygan.ops.op_function import differentiable
 
 OP = "batch_norm_act"
@@ -44,6 +44,7 @@ def batch_norm_act(
     and bfloat16 (statistics in float32), contiguous or channels_last; the output keeps the memory format.
     """
     activations.get(activation, "batch_norm_act")
+    check_batch_norm_args(input.size(), training, eps)
     args = (input, weight, bias, running_mean, running_var, slope, bool(training), float(eps), activation,
             float(negative_slope))
     kernels = _ext.has_kernel(OP, input.device.type)
@@ -55,8 +56,13 @@ def batch_norm_act(
     if training and running_mean is not None:
         update = torch.ops.pygan.batch_norm_update_stats if kernels else reference.batch_norm_update_stats
         update(running_mean, running_var, mean.detach(), invstd.detach(), float(momentum), float(eps),
-               input.numel() // input.shape[1])
+               values_per_channel(input))
     return y
+
+
+def values_per_channel(input: Tensor) -> int:
+    """N * prod(spatial sizes): the count the statistics are taken over (0 for an empty batch)."""
+    return input.numel() // input.shape[1] if input.shape[1] else 0
 
 
 def can_recover_from_output(
@@ -95,7 +101,7 @@ def _stat_input_grad(saved, saved_is_output, weight, bias, slope, mean, invstd, 
         x_hat = (z - (view(bias) if bias is not None else 0)) / (view(weight) if weight is not None else 1)
     else:
         x_hat = (saved.to(acc) - view(mean)) * view(invstd)
-    count = saved.numel() // saved.shape[1]
+    count = values_per_channel(saved)
     grad = torch.zeros_like(x_hat)
     if grad_mean is not None:
         grad = grad + view(grad_mean) / count
@@ -142,6 +148,7 @@ def _backward(ctx, grad_y, grad_mean, grad_invstd):
 def _fake_forward(input, weight, bias, running_mean, running_var, slope, training, eps, activation, negative_slope):
     check_like_kernel(OP, input, activation, dict(weight=weight, bias=bias, running_mean=running_mean,
                                                  running_var=running_var), slope)
+    check_batch_norm_args(input.shape, training, eps)
     C = input.shape[1]
     stats = input.new_empty((C,), dtype=reference.acc_dtype(input.dtype))
     out = torch.empty(input.shape, dtype=input.dtype, device=input.device, memory_format=suggest_memory_format(input))
@@ -167,7 +174,7 @@ def _fake_apply(input, weight, bias, save_mean, save_invstd, slope, activation, 
 
 
 def _fake_update_stats(running_mean, running_var, save_mean, save_invstd, momentum, eps, count):
-    return None
+    reference.check_update_count(count)
 
 
 if _ext._C is not None:

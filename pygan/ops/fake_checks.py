@@ -41,3 +41,19 @@ def fake_slope_grad(saved: Tensor, activation: str, slope: Tensor | None) -> Ten
     if activations.get(activation).slope == "learned":
         return saved.new_empty((slope.numel(),), dtype=slope.dtype)
     return saved.new_empty((0,), dtype=acc_dtype(saved.dtype))
+
+
+def check_batch_norm_args(size: torch.Size, training: bool, eps: float, batch: bool = True) -> None:
+    """torch.nn.functional.batch_norm's checks, in its order, with its exception type and messages (the C++ op
+    makes the same ones): in training, more than one value per channel (none is fine: an empty batch) unless
+    batch=False, and eps > 0; otherwise eps >= 0."""
+    if training and batch:
+        count = size[0]
+        for s in size[2:]:
+            count = count * s
+        if count == 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size {size}")
+    if training and eps <= 0:
+        raise ValueError(f"batch_norm eps must be positive during training, but got {eps}")
+    if not training and eps < 0:
+        raise ValueError(f"batch_norm eps must be non-negative, but got {eps}")

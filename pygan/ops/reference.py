@@ -77,12 +77,15 @@ def batch_norm_act(
 
     training: normalize with the batch statistics (biased variance); otherwise with the running statistics.
     Returns (out, save_mean, save_invstd): the statistics used, in the accumulation dtype; out has input's dtype.
+    An empty batch in training gives an empty out and the statistics mean 0, variance 0.
     Running statistics are not touched here: see batch_norm_update_stats.
     """
     activations.get(activation, "batch_norm_act")
     nd, acc = input.dim(), acc_dtype(input.dtype)
     x = input.to(acc)
-    if training:
+    if training and x.numel() == 0:
+        mean = var = x.new_zeros(x.shape[1])
+    elif training:
         dims = _reduce_dims(nd)
         mean, var = x.mean(dims), x.var(dims, unbiased=False)
     else:
@@ -111,11 +114,22 @@ def batch_norm_update_stats(
     count: int,
 ) -> None:
     """In place: running = (1 - momentum) * running + momentum * batch, as torch.nn.BatchNorm; the batch variance
-    is recovered from save_invstd and made unbiased: (1 / save_invstd^2 - eps) * count / (count - 1)."""
+    is recovered from save_invstd and made unbiased: (1 / save_invstd^2 - eps) * count / (count - 1). count 0 (an
+    empty batch) leaves them as they are."""
+    check_update_count(count)
+    if count == 0:
+        return
     with torch.no_grad():
         var = (save_invstd.double().pow(-2) - eps) * (count / (count - 1))
         running_mean.mul_(1 - momentum).add_(save_mean.to(running_mean.dtype), alpha=momentum)
         running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
+
+
+def check_update_count(count: int) -> None:
+    """batch_norm_update_stats's count: 0 (an empty batch) or more than 1 (the unbiasing divides by count - 1)."""
+    if not (count == 0 or count > 1):
+        raise ValueError(f"batch_norm_update_stats: count (values per channel) must be 0 (an empty batch: nothing "
+                         f"is updated) or more than 1, got {count}")
 
 
 def batch_norm_act_backward(

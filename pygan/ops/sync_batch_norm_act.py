@@ -33,6 +33,7 @@ from pygan import _ext
 from pygan._compat import suggest_memory_format
 from pygan.ops import activations, reference
 from pygan.ops.batch_norm_act import can_recover_from_output
+from pygan.ops.fake_checks import check_batch_norm_args
 from pygan.ops.reference import _channel_view as _view
 
 OP = "batch_norm_act"
@@ -84,13 +85,15 @@ class _SyncBatchNormAct(torch.autograd.Function):
         rows = torch.stack(everyone)
         total, mean, var = merge_statistics(rows[:, 0], rows[:, 1:C + 1], rows[:, C + 1:])
         count = int(total.item())
-        if count < 2:
+        if count == 1:
             raise ValueError(f"sync_batch_norm_act: expected more than 1 value per channel over all ranks when "
                              f"training, got input of size {tuple(input.shape)} and {count} in all")
+        if count == 0:  # every rank's batch is empty: statistics as batch_norm_act's for an empty batch
+            mean, var = torch.zeros_like(mean), torch.zeros_like(var)
         invstd = torch.rsqrt(var + eps)
         kernels = _has_kernel(input)
         ops = torch.ops.pygan if kernels else reference
-        if running_mean is not None:
+        if running_mean is not None and count > 0:
             ops.batch_norm_update_stats(running_mean, running_var, mean, invstd, float(momentum), float(eps), count)
         y = ops.batch_norm_act_apply(input, weight, bias, mean, invstd, slope, activation, float(negative_slope))
         # The output is kept where x_hat can be recovered from it; no check where nothing needs a gradient (it
@@ -126,7 +129,7 @@ class _SyncBatchNormAct(torch.autograd.Function):
         else:
             total = local
             dist.all_reduce(total, group=group)
-        a, b, g_mean, g_invstd = (total / count).split(C)
+        a, b, g_mean, g_invstd = (total / max(count, 1)).split(C)
         # grad_input = grad_eval - scale * (a + b * x_hat) + g_mean - g_invstd * invstd^2 * x_hat, and x_hat is
         # per channel affine in a tensor u at hand: x_hat = (u - m) * k - u the input, m its mean, k invstd; or,
         # saved output, u = act^-1(y), m the bias, k 1 / weight. So grad_input = grad_eval + c0 + c1 * u.
@@ -175,11 +178,12 @@ def sync_batch_norm_act(
     including 0. Needs an initialized torch.distributed process group; outside one use batch_norm_act.
     """
     activations.get(activation, "sync_batch_norm_act")
+    if input.dim() < 2:
+        raise ValueError(f"sync_batch_norm_act: input must have shape (N, C, *), got {tuple(input.shape)}")
+    check_batch_norm_args(input.shape, True, eps, batch=False)  # eps; the count is checked over all ranks
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("sync_batch_norm_act: torch.distributed is not initialized (call "
                            "torch.distributed.init_process_group, e.g. under torchrun)")
-    if input.dim() < 2:
-        raise ValueError(f"sync_batch_norm_act: input must have shape (N, C, *), got {tuple(input.shape)}")
     if not _has_kernel(input):
         _ext.fallback(OP, input.device.type)
     return _SyncBatchNormAct.apply(input, weight, bias, slope, running_mean, running_var, momentum, eps, activation,

@@ -56,14 +56,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
   const int64_t C = input.size(1);
   check_per_channel(running_mean, input, C, kOp, "running_mean");
   check_per_channel(running_var, input, C, kOp, "running_var");
-  TORCH_CHECK(eps >= 0, kOp, ": eps must be non-negative, got ", eps);
+  // torch.nn.functional.batch_norm's checks, in its order, with its exception type (ValueError) and words.
+  if (training) {
+    int64_t count = input.size(0);  // values per channel: N * prod(spatial sizes), also with C == 0
+    for (int64_t d = 2; d < input.dim(); ++d) count *= input.size(d);
+    TORCH_CHECK_VALUE(count != 1, "Expected more than 1 value per channel when training, got input size ",
+                      input.sizes());
+    TORCH_CHECK_VALUE(!(eps <= 0), "batch_norm eps must be positive during training, but got ", eps);
+  } else {
+    TORCH_CHECK_VALUE(!(eps < 0), "batch_norm eps must be non-negative, but got ", eps);
+  }
 
   const at::Tensor x = dense_for_kernels(input);
   const Layout l = layout_of(x);
   const auto acc = acc_dtype(x.scalar_type());
   ChannelParams p = channel_params(x, weight, bias, slope, negative_slope);
-  if (training) {
-    TORCH_CHECK(l.count() > 1, "Expected more than 1 value per channel when training, got input size ", input.sizes());
+  if (training && x.numel() == 0) {
+    // An empty batch (N == 0 or a zero spatial size) has nothing to normalize: the statistics of no values are
+    // taken as mean 0, variance 0 (finite; batch_norm_update_stats ignores them with count 0).
+    p.mean = at::zeros({C}, x.options().dtype(acc));
+    p.invstd = at::full({C}, 1.0 / std::sqrt(eps), x.options().dtype(acc));
+  } else if (training) {
     p.mean = at::empty({C}, x.options().dtype(acc));
     p.invstd = at::empty({C}, x.options().dtype(acc));
   } else {
@@ -121,8 +134,10 @@ void update_stats(const Backend& be, at::Tensor& running_mean, at::Tensor& runni
   TORCH_CHECK(save_mean.scalar_type() == save_invstd.scalar_type() &&
                   (save_mean.scalar_type() == at::kFloat || save_mean.scalar_type() == at::kDouble),
               op, ": save_mean and save_invstd must both be float32 or both float64");
-  TORCH_CHECK(count > 1, op, ": count (values per channel) must be > 1, got ", count);
+  TORCH_CHECK_VALUE(count == 0 || count > 1, op, ": count (values per channel) must be 0 (an empty batch: nothing ",
+                    "is updated) or more than 1, got ", count);
   TORCH_CHECK(running_mean.is_contiguous() && running_var.is_contiguous(), op, ": running stats must be contiguous");
+  if (count == 0) return;  // as torch.nn.BatchNorm: an empty batch leaves the running statistics as they are
   be.update_stats(running_mean, running_var, save_mean.contiguous(), save_invstd.contiguous(), momentum, eps, count);
 }
 
