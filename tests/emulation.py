@@ -101,11 +101,27 @@ _FLOAT_ONLY = [
 ]
 
 
+# What the emulated build cannot compile, and what to write instead (a clear message rather than a compiler's).
+_UNSUPPORTED = ((re.compile(r"<<<"), "a <<<...>>> launch: launch with PYGAN_LAUNCH (csrc/common/launch.h)"),
+                (re.compile(r"extern\s+__shared__"),
+                 "extern __shared__: declare dynamic shared memory with PYGAN_DYNAMIC_SHARED (csrc/common/launch.h)"))
+
+
+def _check_emulatable(sources: list[Path]) -> None:
+    problems = [f"{p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}:{n}: {why}"
+                for p in sources if p.suffix in (".cu", ".cuh")
+                for n, line in enumerate(p.read_text().splitlines(), 1)
+                for pattern, why in _UNSUPPORTED if pattern.search(line.split("//")[0])]
+    if problems:
+        raise RuntimeError("the CUDA emulation cannot build these kernels:\n  " + "\n  ".join(problems))
+
+
 def _generated_sources(gen: Path) -> list[Path]:
     """The translation units: one for all .cpp files (small; each alone would parse ATen's headers again), one
     per .cu file, and the mutants (those of different files share one)."""
     gen.mkdir(parents=True, exist_ok=True)
     sources = kernel_sources()
+    _check_emulatable(sources + sorted(p for p in CSRC.rglob("*.cuh") if EMU not in p.parents))
     units = {"support.cpp": _generated("every .cpp of csrc/ but the Python module and the CPU kernels",
                                        [f'#include "{p}"' for p in sources if p.suffix == ".cpp"])}
     for p in sources:

@@ -153,6 +153,18 @@ def test_faults_are_reported_with_block_thread_and_line(emu, kind, match):
     assert emu.harness_indices([1, 1, 1], [32, 1, 1], 0).shape == (32, 12)
 
 
+def test_kernels_it_cannot_build_get_a_clear_message(tmp_path):
+    source = tmp_path / "x_cuda.cu"
+    source.write_text("// k<<<1, 2>>>(x) in a comment is fine\nk<<<1, 32>>>(x);\n  extern __shared__ float s[];\n")
+    with pytest.raises(RuntimeError) as e:
+        emulation._check_emulatable([source])
+    assert str(e.value).splitlines()[1:] == [
+        f"  {source}:2: a <<<...>>> launch: launch with PYGAN_LAUNCH (csrc/common/launch.h)",
+        f"  {source}:3: extern __shared__: declare dynamic shared memory with PYGAN_DYNAMIC_SHARED "
+        "(csrc/common/launch.h)"]
+    emulation._check_emulatable(emulation.kernel_sources())  # pygan's own kernels pass
+
+
 def test_configure_rejects_bad_values(emu):
     with pytest.raises(RuntimeError, match="order must be"):
         emulation.configure(order="sideways")
