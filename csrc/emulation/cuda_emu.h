@@ -54,6 +54,7 @@
 #define __constant__
 #define __shared__ static thread_local
 #define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
 #define __grid_constant__
 // __restrict__ is a GCC keyword already. (No __noinline__: libstdc++ spells its own attribute so.)
 
@@ -232,7 +233,7 @@ T shfl(WarpOp op, unsigned mask, T var, int arg, int width, const char* what, co
 
 #define PYGAN_EMU_LAUNCH(grid, block, shared_bytes, stream, ...)                                          \
   ::pygan::emu::make_launch(#__VA_ARGS__, __FILE__, __LINE__, grid, block, shared_bytes, stream,          \
-                            [](const auto&... pygan_emu_args) { __VA_ARGS__(pygan_emu_args...); })
+                            [&](const auto&... pygan_emu_args) { __VA_ARGS__(pygan_emu_args...); })
 
 // ---------------------------------------------------------------- synchronization and warp intrinsics
 

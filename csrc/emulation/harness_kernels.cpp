@@ -36,7 +36,8 @@ at::Tensor indices(const std::vector<int64_t>& grid, const std::vector<int64_t>&
   const dim3 g = dim3_of(grid, "grid"), b = dim3_of(block, "block");
   const int64_t threads = int64_t(g.x) * g.y * g.z * b.x * b.y * b.z;
   at::Tensor out = at::full({threads > 0 && threads <= (1 << 17) ? threads : 0, 12}, -1, at::kLong);
-  PYGAN_LAUNCH(g, b, static_cast<size_t>(shared_bytes), nullptr, indices_kernel)(out.mutable_data_ptr<int64_t>());
+  void (*kernel)(int64_t*) = indices_kernel;  // a launch through a function pointer, as nvcc allows
+  PYGAN_LAUNCH(g, b, static_cast<size_t>(shared_bytes), nullptr, kernel)(out.mutable_data_ptr<int64_t>());
   return out;
 }
 
@@ -116,7 +117,7 @@ at::Tensor atomics(int64_t blocks, int64_t threads) {
 // (sync=false) without: a missing __syncthreads().
 constexpr int kSumThreads = 256;
 __global__ void block_sum_kernel(const float* x, float* out, bool sync) {
-  __shared__ float sh[kSumThreads];
+  __shared__ __align__(16) float sh[kSumThreads];
   sh[threadIdx.x] = x[blockIdx.x * kSumThreads + threadIdx.x];
   __syncthreads();
   for (int k = kSumThreads / 2; k > 0; k >>= 1) {
