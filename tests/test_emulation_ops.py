@@ -6,6 +6,7 @@ NaN-padded buffers (a read past either end shows) and uninitialized outputs are 
 The last test checks that the file ran every __global__ kernel and every launch site of csrc/."""
 
 import math
+import random
 import re
 import warnings
 from dataclasses import dataclass
@@ -276,6 +277,26 @@ def test_other_block_and_thread_orders(emu, order, seed):
         check_batch_norm_act(emu, case, torch.float32, "prelu")
         check_bias_act(emu, case, torch.float32, "prelu")
     check_gan_loss(emu, 5000, torch.float32, "bce", 0.9)
+
+
+def test_random_shapes_gpus_and_orders(emu):
+    """Seeded random configurations beyond the fixed cases: 2-D to 5-D, 1 to 130 channels, either layout and
+    alignment, any dtype and activation, GPUs of 1 to 1000 SMs, any order."""
+    rng = random.Random(2026)
+    for i in range(40):
+        nd = rng.choice([2, 3, 4, 4, 5])
+        shape = (rng.choice([1, 2, 3, 5]), rng.choice([1, 2, 3, 31, 32, 33, 65, 130]),
+                 *(rng.choice([1, 2, 3, 7, 16, 33]) for _ in range(nd - 2)))
+        if math.prod(shape) // shape[1] < 2:
+            continue
+        case = Case(f"random{i}", shape, channels_last=nd >= 4 and rng.random() < 0.5, misaligned=rng.random() < 0.3)
+        dtype, activation = rng.choice(DTYPES), rng.choice(ACTS)
+        emulation.configure(sm_count=rng.choice([1, 3, 132, 1000]), order=rng.choice(["forward", "reverse", "shuffle"]),
+                            seed=i)
+        check_batch_norm_act(emu, case, dtype, activation, affine=rng.random() < 0.8, shared_slope=rng.random() < 0.3)
+        check_bias_act(emu, case, dtype, activation, shared_slope=rng.random() < 0.3)
+        check_gan_loss(emu, rng.choice([2, 31, 2047, 2048, 2049, 9000]), dtype, "bce", 0.9, mean=rng.random() < 0.5,
+                       misaligned=case.misaligned)
 
 
 def test_fixed_merge_order_gives_the_same_bits_in_any_order(emu):
