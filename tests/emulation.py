@@ -5,9 +5,10 @@ emulated GPU.
 
 `load()` builds the library once per checkout and torch into build/emulation/ (ninja: only what changed is
 recompiled) and loads it. The sources: every .cu file, and every .cpp file but the Python module and the CPU
-kernels (names with "cpu"), through generated files that include the emulation header first; plus csrc/emulation/runtime.cpp (the emulated GPU) and harness_kernels.cpp (kernels that
-test the emulation itself). The MUTANTS (deliberately broken copies of real
-kernels) are compiled in too, each under its own op namespace, so the tests can show that the harness catches them.
+kernels (names with "cpu"), through generated files that include the emulation header first; plus
+csrc/emulation/runtime.cpp (the emulated GPU) and harness_kernels.cpp (kernels that test the emulation itself).
+The MUTANTS (deliberately broken copies of real kernels) are compiled in too, each under its own op namespace, so
+the tests can show that the harness catches them.
 """
 
 from __future__ import annotations

@@ -140,8 +140,9 @@ def test_dynamic_shared_memory_is_poisoned_then_shared(emu):
     ("bad_width", r"width 12: the width must be a power of 2"),
     ("shuffle_and_barrier", r"__syncthreads\(\) at .*while other lanes of its warp wait at __shfl_down_sync"),
     ("partial_warp", r"warp 1, which has 16 threads only \(a block of 48 threads\)"),
-    ("misaligned_vector_load", r"thread \(2, 0, 0\).*misaligned address: member access within address 0x[0-9a-f]+, "
-                               r"which is not aligned to the 16 bytes '[\w ]*float4' needs, at emulation/harness_kernels.cpp"),
+    ("misaligned_vector_load", r"thread \(2, 0, 0\).*misaligned address: member access within address "
+                               r"0x[0-9a-f]+, which is not aligned to the 16 bytes '[\w ]*float4' needs, at "
+                               r"emulation/harness_kernels.cpp"),
     ("shared_out_of_bounds", r"thread \(63, 0, 0\).*index 64 out of bounds for type 'float \[64\]' at "
                              r"emulation/harness_kernels.cpp:\d+"),
 ])

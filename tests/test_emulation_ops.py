@@ -323,7 +323,8 @@ def test_grids_stay_within_the_gpu_limits_for_large_inputs(emu):
     checked and recorded but not run (too large to emulate); the kernels cap their grids and loop. (The cap of
     batch_norm_act's channels-first statistics needs over 134M values per channel: not tried.)"""
     emulation.configure(sm_count=100_000, execute=False)
-    emu.bias_act_backward(torch.randn(70_000, 1, 2), torch.randn(70_000, 1, 2), False, torch.zeros(1), None, "relu", 0.0)
+    planes = torch.randn(70_000, 1, 2)
+    emu.bias_act_backward(planes, planes, False, torch.zeros(1), None, "relu", 0.0)
     big = torch.randn(4_200_000, 1)
     emu.bias_act_backward(big, big, False, torch.zeros(1), None, "relu", 0.0)
     emu.batch_norm_act(big, None, None, None, None, None, True, EPS, "identity", 0.0)

@@ -176,7 +176,7 @@ struct KernelBody {
 };
 
 struct LaunchSite {
-  const char* kernel;  // the kernel expression as written at the launch, e.g. "normalize_act_kernel<scalar_t, A, V, true>"
+  const char* kernel;  // the kernel as written at the launch, e.g. "normalize_act_kernel<scalar_t, A, V, true>"
   const char* file;
   int line;
 };
@@ -252,7 +252,8 @@ inline int __syncthreads_or(int p, std::source_location where = std::source_loca
 
 inline void __syncwarp(unsigned mask = 0xffffffffu, std::source_location where = std::source_location::current()) {
   unsigned out;
-  ::pygan::emu::warp_collective(::pygan::emu::WarpOp::Sync, mask, nullptr, &out, 0, 0, warpSize, 0, "__syncwarp", where);
+  ::pygan::emu::warp_collective(::pygan::emu::WarpOp::Sync, mask, nullptr, &out, 0, 0, warpSize, 0, "__syncwarp",
+                                where);
 }
 
 template <typename T>
@@ -263,7 +264,8 @@ T __shfl_sync(unsigned mask, T var, int src_lane, int width = warpSize,
 template <typename T>
 T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize,
                  std::source_location where = std::source_location::current()) {
-  return ::pygan::emu::shfl(::pygan::emu::WarpOp::Up, mask, var, static_cast<int>(delta), width, "__shfl_up_sync", where);
+  return ::pygan::emu::shfl(::pygan::emu::WarpOp::Up, mask, var, static_cast<int>(delta), width, "__shfl_up_sync",
+                            where);
 }
 template <typename T>
 T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize,

@@ -108,7 +108,8 @@ at::Tensor atomics(int64_t blocks, int64_t threads) {
   double d = 0;
   int i[2] = {0, -1};
   unsigned long long u = 0;
-  PYGAN_LAUNCH(static_cast<unsigned>(blocks), static_cast<unsigned>(threads), 0, nullptr, atomics_kernel)(&f, &d, i, &u);
+  PYGAN_LAUNCH(static_cast<unsigned>(blocks), static_cast<unsigned>(threads), 0, nullptr, atomics_kernel)(
+      &f, &d, i, &u);
   return at::tensor({static_cast<double>(f), d, static_cast<double>(i[0]), static_cast<double>(u),
                      static_cast<double>(i[1])}, at::kDouble);
 }

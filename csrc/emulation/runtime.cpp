@@ -520,8 +520,9 @@ void check_launch(const LaunchSite& s, dim3 grid, dim3 block, size_t shared_byte
     bad(std::to_string(shared_bytes) + " bytes of dynamic shared memory, more than the " +
         std::to_string(p.sharedMemPerBlock) + " a launch may use without opting in");
   const uint64_t total = threads * grid.x * grid.y * grid.z;
-  TORCH_CHECK(!to_run || total <= kMaxEmulatedThreads, "emulated CUDA launch of ", s.kernel, " (", s.file, ":", s.line, "): ",
-              total, " threads are too many to emulate (at most ", kMaxEmulatedThreads, "): use smaller inputs");
+  TORCH_CHECK(!to_run || total <= kMaxEmulatedThreads, "emulated CUDA launch of ", s.kernel, " (", s.file, ":",
+              s.line, "): ", total, " threads are too many to emulate (at most ", kMaxEmulatedThreads,
+              "): use smaller inputs");
 }
 
 }  // namespace
