@@ -91,8 +91,12 @@ def _extensions():
     import torch
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
-    cpp = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.cpp"))
-    cu = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.cu"))
+    # csrc/emulation/ is the tests' CUDA emulation (tests/emulation.py builds it), not part of the extension.
+    def sources(pattern: str) -> list[str]:
+        found = (p.relative_to(ROOT) for p in (ROOT / "csrc").rglob(pattern))
+        return sorted(str(p) for p in found if p.parts[1] != "emulation")
+
+    cpp, cu = sources("*.cpp"), sources("*.cu")
     flags = _build_flags()
     # -fopenmp: at::parallel_for is OpenMP-inline in torch's CPU build. The rest: csrc/build_flags.txt.
     cxx_flags = ["-std=c++20", "-fopenmp"] + flags.get("cxx", [])

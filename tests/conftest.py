@@ -13,3 +13,16 @@ DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, requires_cuda])]
 def _seed(request):
     # Fresh random data per test, reproducible from the test's name.
     torch.manual_seed(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture(scope="module")
+def emu():
+    """pygan's CUDA kernels run on the CPU under emulation (tests/emulation.py): torch.ops.pygan_emu, built on first
+    use; the emulated GPU in its default configuration."""
+    import emulation
+
+    with emulation.single_threaded():
+        emulation.load()
+        emulation.configure()
+        yield torch.ops.pygan_emu
+        emulation.configure()

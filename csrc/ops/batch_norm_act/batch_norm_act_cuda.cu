@@ -7,6 +7,7 @@
 // per element (common/channel_index.h).
 #include "ops/batch_norm_act/batch_norm_act.h"
 
+#include "common/launch.h"
 #include "common/vector_chunks.cuh"
 
 #include <ATen/ATen.h>
@@ -177,13 +178,14 @@ void reduce_per_channel(const Layout& l, const at::Tensor& like, Load load, Done
   Acc* partials = reinterpret_cast<Acc*>(ws.mutable_data_ptr());
   if (!l.channels_last) {
     dim3 grid(static_cast<unsigned>(l.C), static_cast<unsigned>(splits));
-    reduce_cf_kernel<Acc><<<grid, kThreads, 0, stream>>>(load, l.N, l.C, l.S, chunk, partials);
+    PYGAN_LAUNCH(grid, kThreads, 0, stream, reduce_cf_kernel<Acc>)(load, l.N, l.C, l.S, chunk, partials);
   } else {
     dim3 grid(static_cast<unsigned>(ceil_div(l.C, kTileC)), static_cast<unsigned>(splits));
-    reduce_cl_kernel<Acc><<<grid, dim3(kTileC, kTileR), 0, stream>>>(load, per_channel, l.C, chunk, partials);
+    PYGAN_LAUNCH(grid, dim3(kTileC, kTileR), 0, stream, reduce_cl_kernel<Acc>)(load, per_channel, l.C, chunk, partials);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  finalize_kernel<Acc><<<static_cast<unsigned>(ceil_div(l.C, 128)), 128, 0, stream>>>(partials, splits, l.C, done);
+  PYGAN_LAUNCH(static_cast<unsigned>(ceil_div(l.C, 128)), 128, 0, stream, finalize_kernel<Acc>)(
+      partials, splits, l.C, done);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -337,9 +339,11 @@ void update_stats_cuda(at::Tensor& running_mean, at::Tensor& running_var, const 
     scalar_t* rm = running_mean.mutable_data_ptr<scalar_t>();
     scalar_t* rv = running_var.mutable_data_ptr<scalar_t>();
     if (mean.scalar_type() == at::kDouble)
-      update_stats_kernel<<<blocks, 256, 0, stream>>>(rm, rv, mean.const_data_ptr<double>(), invstd.const_data_ptr<double>(), C, momentum, eps, unbias);
+      PYGAN_LAUNCH(blocks, 256, 0, stream, update_stats_kernel)(
+          rm, rv, mean.const_data_ptr<double>(), invstd.const_data_ptr<double>(), C, momentum, eps, unbias);
     else
-      update_stats_kernel<<<blocks, 256, 0, stream>>>(rm, rv, mean.const_data_ptr<float>(), invstd.const_data_ptr<float>(), C, momentum, eps, unbias);
+      PYGAN_LAUNCH(blocks, 256, 0, stream, update_stats_kernel)(
+          rm, rv, mean.const_data_ptr<float>(), invstd.const_data_ptr<float>(), C, momentum, eps, unbias);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
@@ -358,8 +362,8 @@ void normalize_act_cuda(const at::Tensor& x, const Layout& l, Act act, const Cha
     const bool vec = can_vectorize(V, n, {in, out}, sizeof(scalar_t));
     const unsigned blocks = element_blocks(ceil_div(n, V));
     dispatch_act(act, [&]<Act A>() {
-      if (vec) normalize_act_kernel<scalar_t, A, V, true><<<blocks, kThreads, 0, stream>>>(in, out, n, ch, p);
-      else normalize_act_kernel<scalar_t, A, V, false><<<blocks, kThreads, 0, stream>>>(in, out, n, ch, p);
+      if (vec) PYGAN_LAUNCH(blocks, kThreads, 0, stream, normalize_act_kernel<scalar_t, A, V, true>)(in, out, n, ch, p);
+      else PYGAN_LAUNCH(blocks, kThreads, 0, stream, normalize_act_kernel<scalar_t, A, V, false>)(in, out, n, ch, p);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
@@ -404,10 +408,10 @@ void grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& saved, bool sav
     dispatch_act(act, [&]<Act A>() {
       auto launch = [&]<bool FromOutput>() {
         if (vec)
-          grad_input_kernel<scalar_t, A, FromOutput, V, true><<<blocks, kThreads, 0, stream>>>(
+          PYGAN_LAUNCH(blocks, kThreads, 0, stream, grad_input_kernel<scalar_t, A, FromOutput, V, true>)(
               dy, s, dx, n, ch, p, sdz, sdzx, inv_m, training);
         else
-          grad_input_kernel<scalar_t, A, FromOutput, V, false><<<blocks, kThreads, 0, stream>>>(
+          PYGAN_LAUNCH(blocks, kThreads, 0, stream, grad_input_kernel<scalar_t, A, FromOutput, V, false>)(
               dy, s, dx, n, ch, p, sdz, sdzx, inv_m, training);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       };

@@ -4,6 +4,7 @@
 // partial sums to the fp32/fp64 accumulators with one atomicAdd per channel per block.
 #include "ops/bias_act/bias_act.h"
 
+#include "common/launch.h"
 #include "common/vector_chunks.cuh"
 
 #include <ATen/ATen.h>
@@ -131,8 +132,10 @@ void forward_cuda(const at::Tensor& x, const Layout& l, Act act, const Params& p
     const bool aligned = can_vectorize(V, numel, {in, out}, sizeof(scalar_t));
     const int blocks = blocks_for((numel + V - 1) / V, kThreads * 4);
     dispatch_act(act, [&]<Act A>() {
-      if (aligned) forward_kernel<A, scalar_t, acc, V, true><<<blocks, kThreads, 0, stream>>>(in, out, numel, ch, cv);
-      else forward_kernel<A, scalar_t, acc, V, false><<<blocks, kThreads, 0, stream>>>(in, out, numel, ch, cv);
+      if (aligned)
+        PYGAN_LAUNCH(blocks, kThreads, 0, stream, forward_kernel<A, scalar_t, acc, V, true>)(in, out, numel, ch, cv);
+      else
+        PYGAN_LAUNCH(blocks, kThreads, 0, stream, forward_kernel<A, scalar_t, acc, V, false>)(in, out, numel, ch, cv);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
@@ -161,7 +164,7 @@ void backward_cuda(const at::Tensor& grad_y, const at::Tensor& saved, bool saved
         const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
         const int64_t per_channel = std::max<int64_t>(1, std::min<int64_t>(l.N, (sms * 8 + l.C - 1) / l.C));
         const dim3 grid(static_cast<unsigned>(l.C), static_cast<unsigned>(std::min<int64_t>(per_channel, 65535)));
-        backward_planes_kernel<A, scalar_t, acc><<<grid, kThreads, 0, stream>>>(
+        PYGAN_LAUNCH(grid, kThreads, 0, stream, backward_planes_kernel<A, scalar_t, acc>)(
             gy, sv, gx, l.N, l.C, l.S, saved_is_output, want_slope, cv, gb, gs);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       } else {
@@ -169,7 +172,7 @@ void backward_cuda(const at::Tensor& grad_y, const at::Tensor& saved, bool saved
         const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
         const int64_t row_blocks = std::max<int64_t>(1, std::min<int64_t>((rows + 63) / 64, (sms * 8 + groups - 1) / groups));
         const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>(std::min<int64_t>(row_blocks, 65535)));
-        backward_rows_kernel<A, scalar_t, acc><<<grid, dim3(32, 8), 0, stream>>>(
+        PYGAN_LAUNCH(grid, dim3(32, 8), 0, stream, backward_rows_kernel<A, scalar_t, acc>)(
             gy, sv, gx, rows, l.C, saved_is_output, want_slope, cv, gb, gs);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }

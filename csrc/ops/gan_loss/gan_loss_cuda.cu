@@ -3,6 +3,8 @@
 // in a fixed order (deterministic, no atomics) and writes the loss and the scores.
 #include "ops/gan_loss/gan_loss.h"
 
+#include "common/launch.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -70,13 +72,14 @@ void gan_loss_cuda(const at::Tensor& logits, Term term, double target, double sc
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "gan_loss_cuda", [&] {
     using acc = acc_t<scalar_t>;
     dispatch_term(term, [&]<Term K>() {
-      gan_loss_kernel<scalar_t, K><<<blocks, kThreads, 0, stream>>>(
+      PYGAN_LAUNCH(blocks, kThreads, 0, stream, gan_loss_kernel<scalar_t, K>)(
           logits.const_data_ptr<scalar_t>(), grad.mutable_data_ptr<scalar_t>(), n, static_cast<acc>(target),
           static_cast<acc>(scale), partials.mutable_data_ptr<acc>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
-    finish_kernel<acc><<<1, 1, 0, stream>>>(partials.const_data_ptr<acc>(), blocks, n, static_cast<acc>(scale),
-                                            loss.mutable_data_ptr<acc>(), scores.mutable_data_ptr<acc>());
+    PYGAN_LAUNCH(1, 1, 0, stream, finish_kernel<acc>)(partials.const_data_ptr<acc>(), blocks, n,
+                                                      static_cast<acc>(scale), loss.mutable_data_ptr<acc>(),
+                                                      scores.mutable_data_ptr<acc>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
