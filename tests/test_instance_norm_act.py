@@ -11,6 +11,7 @@ from pygan.nn.convert import activation_module
 from pygan.ops import activations, instance_norm_act, reference
 
 from conftest import DEVICES
+from test_batch_norm_act import saved_storages
 
 ACTS = activations.NAMES
 SHAPES = [
@@ -180,18 +181,6 @@ def test_compile_fullgraph():
     m(x, r).sum().backward()
     close(y, m(x, r), 1e-6)
     close(gx, x.grad, 1e-5)
-
-
-def saved_storages(fn):
-    ptrs = []
-
-    def pack(t):
-        ptrs.append(t.untyped_storage().data_ptr())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, ptrs
 
 
 def test_saves_the_output_where_the_activation_is_invertible():

@@ -97,13 +97,19 @@ def batch_norm_act_apply(
 ) -> Tensor:
     """act(BatchNorm(input)) with the given statistics (as batch_norm_act returned them), in input's dtype."""
     nd, acc = input.dim(), acc_dtype(input.dtype)
-    z = (input.to(acc) - _channel_view(save_mean.to(acc), nd)) * _channel_view(save_invstd.to(acc), nd)
-    if weight is not None:
-        z = z * _channel_view(weight.to(acc), nd)
-    if bias is not None:
-        z = z + _channel_view(bias.to(acc), nd)
+    x_hat = (input.to(acc) - _channel_view(save_mean.to(acc), nd)) * _channel_view(save_invstd.to(acc), nd)
+    return _affine_act(x_hat, weight, bias, None, slope, activation, negative_slope, input.dtype)
+
+
+def _affine_act(x_hat: Tensor, weight, bias, residual, slope, activation: str, negative_slope: float,
+                dtype: torch.dtype) -> Tensor:
+    """act(weight[c] * x_hat + bias[c] + residual) computed in x_hat's dtype, returned in `dtype`."""
+    nd, acc = x_hat.dim(), x_hat.dtype
+    z = x_hat * _channel_view(weight.to(acc), nd) if weight is not None else x_hat
+    z = z + _channel_view(bias.to(acc), nd) if bias is not None else z
+    z = z + residual.to(acc) if residual is not None else z
     y = activation_forward(z, activation, _slope_view(activation, slope, negative_slope, nd, acc), negative_slope)
-    return y.to(input.dtype)
+    return y.to(dtype)
 
 
 def batch_norm_update_stats(
@@ -116,6 +122,22 @@ def batch_norm_update_stats(
         var = (save_invstd.double().pow(-2) - eps) * (count / (count - 1))
         running_mean.mul_(1 - momentum).add_(save_mean.to(running_mean.dtype), alpha=momentum)
         running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum)
+
+
+def _pre_activation(op: str, s: Tensor, saved_is_output: bool, mean, invstd, gamma, beta, residual,
+                    activation: str, sl) -> tuple[Tensor, Tensor]:
+    """(z, x_hat) from the saved tensor s: the output (z = act^-1(s), x_hat = (z - beta) / gamma) or the input
+    (x_hat = (s - mean) * invstd, z = gamma * x_hat + beta + residual); parameters broadcastable, None for absent."""
+    if saved_is_output:
+        if activations.get(activation).inverse is None:
+            raise ValueError(f"{op}: {activation} is not invertible; save the input")
+        z = activation_inverse(s, activation, sl)
+        shifted = z - beta if beta is not None else z
+        return z, shifted / gamma if gamma is not None else shifted
+    x_hat = (s - mean) * invstd
+    z = x_hat * gamma if gamma is not None else x_hat
+    z = z + beta if beta is not None else z
+    return (z + residual.to(z.dtype) if residual is not None else z), x_hat
 
 
 def batch_norm_act_backward(
@@ -148,16 +170,8 @@ def batch_norm_act_backward(
     sl = _slope_view(activation, slope, negative_slope, nd, acc)
     s, gy = saved.to(acc), grad_out.to(acc)
     mean, invstd = _channel_view(save_mean.to(acc), nd), _channel_view(save_invstd.to(acc), nd)
-    if saved_is_output:
-        if activations.get(activation).inverse is None:
-            raise ValueError(f"batch_norm_act_backward: {activation} is not invertible; save the input")
-        z = activation_inverse(s, activation, sl)
-        shifted = z - beta if beta is not None else z
-        x_hat = shifted / gamma if gamma is not None else shifted
-    else:
-        x_hat = (s - mean) * invstd
-        z = x_hat * gamma if gamma is not None else x_hat
-        z = z + beta if beta is not None else z
+    z, x_hat = _pre_activation("batch_norm_act_backward", s, saved_is_output, mean, invstd, gamma, beta, None,
+                               activation, sl)
     dz = gy * activation_derivative(z, activation, sl)
     sum_dz, sum_dz_xhat = dz.sum(dims), (dz * x_hat).sum(dims)
     scale = invstd * gamma if gamma is not None else invstd
@@ -296,15 +310,8 @@ def instance_norm_act_apply(
 ) -> Tensor:
     """act(weight * (input - save_mean) * save_invstd + bias + residual) with given (N, C) statistics."""
     nd, acc = input.dim(), acc_dtype(input.dtype)
-    z = (input.to(acc) - _plane_view(save_mean.to(acc), nd)) * _plane_view(save_invstd.to(acc), nd)
-    if weight is not None:
-        z = z * _channel_view(weight.to(acc), nd)
-    if bias is not None:
-        z = z + _channel_view(bias.to(acc), nd)
-    if residual is not None:
-        z = z + residual.to(acc)
-    y = activation_forward(z, activation, _slope_view(activation, slope, negative_slope, nd, acc), negative_slope)
-    return y.to(input.dtype)
+    x_hat = (input.to(acc) - _plane_view(save_mean.to(acc), nd)) * _plane_view(save_invstd.to(acc), nd)
+    return _affine_act(x_hat, weight, bias, residual, slope, activation, negative_slope, input.dtype)
 
 
 def instance_norm_act_backward(
@@ -331,19 +338,10 @@ def instance_norm_act_backward(
     sl = _slope_view(activation, slope, negative_slope, nd, acc)
     s, gy = saved.to(acc), grad_out.to(acc)
     mean, invstd = _plane_view(save_mean.to(acc), nd), _plane_view(save_invstd.to(acc), nd)
-    if saved_is_output:
-        if activations.get(activation).inverse is None:
-            raise ValueError(f"instance_norm_act_backward: {activation} is not invertible; save the input")
-        if residual is not None:
-            raise ValueError("instance_norm_act_backward: saved_is_output cannot be combined with a residual")
-        z = activation_inverse(s, activation, sl)
-        shifted = z - beta if beta is not None else z
-        x_hat = shifted / gamma if gamma is not None else shifted
-    else:
-        x_hat = (s - mean) * invstd
-        z = x_hat * gamma if gamma is not None else x_hat
-        z = z + beta if beta is not None else z
-        z = z + residual.to(acc) if residual is not None else z
+    if saved_is_output and residual is not None:
+        raise ValueError("instance_norm_act_backward: saved_is_output cannot be combined with a residual")
+    z, x_hat = _pre_activation("instance_norm_act_backward", s, saved_is_output, mean, invstd, gamma, beta,
+                               residual, activation, sl)
     dz = gy * activation_derivative(z, activation, sl)
     scale = invstd * gamma if gamma is not None else invstd
     if training:

@@ -2,6 +2,7 @@
 // per-channel parameters.
 #include "ops/instance_norm_act/instance_norm_act.h"
 
+#include "common/channel_vector.h"
 #include "common/checks.h"
 
 #include <ATen/ATen.h>
@@ -33,14 +34,6 @@ at::Tensor residual_like(const std::optional<at::Tensor>& residual, const at::Te
   // the kernels index r as x: same strides (a size-1 dim may carry any stride in either)
   if (r.strides() != x.strides()) r = at::empty_like(x).copy_(r);
   return r;
-}
-
-// `t` as C values in the accumulation dtype; `fill` everywhere when absent.
-at::Tensor channel_vector(const std::optional<at::Tensor>& t, const at::Tensor& x, double fill) {
-  const auto opts = x.options().dtype(acc_dtype(x.scalar_type()));
-  const int64_t C = x.size(1);
-  if (!t.has_value() || !t->defined()) return at::full({C}, fill, opts);
-  return t->to(opts.dtype()).expand({C}).contiguous();
 }
 
 PlaneParams params(const at::Tensor& x, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,

@@ -303,6 +303,13 @@ void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, const at:
     return;
   }
   // Channels last: per (n, row block) partial sums, merged in block order, then the input-gradient pass.
+  // element(): z, x_hat and grad_out of element idx of plane i; returns dz.
+  auto element = [&](int64_t i, int64_t idx, acc& z, acc& xh, acc& gy) {
+    recover<A, FromOutput>(load<acc>(s, idx), Res ? load<acc>(rv, idx) : acc(0), k.scale[i], k.shift[i], k.p[i],
+                           k.q[i], k.inv_slope[i], z, xh);
+    gy = load<acc>(dy, idx);
+    return gy * act_derivative<A>(z, k.slope[i]);
+  };
   const int64_t C = l.C, blocks = row_blocks(l);
   std::vector<GradSums> parts(l.N * blocks * C);
   for_each_row_block(l, [&](int64_t n, int64_t blk, int64_t r0, int64_t r1) {
@@ -312,11 +319,8 @@ void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, const at:
       const int64_t base = (n * l.S + row) * C;
       #pragma omp simd
       for (int64_t c = 0; c < C; ++c) {
-        acc z, xh;
-        recover<A, FromOutput>(load<acc>(s, base + c), Res ? load<acc>(rv, base + c) : acc(0), k.scale[pi + c],
-                               k.shift[pi + c], k.p[pi + c], k.q[pi + c], k.inv_slope[pi + c], z, xh);
-        const acc gy = load<acc>(dy, base + c);
-        const acc dz = gy * act_derivative<A>(z, k.slope[pi + c]);
+        acc z, xh, gy;
+        const acc dz = element(pi + c, base + c, z, xh, gy);
         a_dz[c] += dz;
         a_dzx[c] += dz * xh;
         if constexpr (A == Act::Leaky) a_sl[c] += slope_grad_term(gy, z);
@@ -345,10 +349,8 @@ void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, const at:
       const int64_t base = (n * l.S + row) * C;
       #pragma omp simd
       for (int64_t c = 0; c < C; ++c) {
-        acc z, xh;
-        recover<A, FromOutput>(load<acc>(s, base + c), Res ? load<acc>(rv, base + c) : acc(0), k.scale[pi + c],
-                               k.shift[pi + c], k.p[pi + c], k.q[pi + c], k.inv_slope[pi + c], z, xh);
-        const acc dz = load<acc>(dy, base + c) * act_derivative<A>(z, k.slope[pi + c]);
+        acc z, xh, gy;
+        const acc dz = element(pi + c, base + c, z, xh, gy);
         store(dx, base + c, ca[pi + c] * dz + cb[pi + c] + ccx[pi + c] * xh);
         if constexpr (Res) store(dr, base + c, dz);
       }
