@@ -8,6 +8,7 @@ pytest-benchmark tests (benchmarks/test_benchmarks.py). Benchmarks are never tim
 SUITES = [
     "benchmarks.bn_act",
     "benchmarks.bias_act",
+    "benchmarks.instance_norm_act",
     "benchmarks.gan_loss",
     "benchmarks.blocks",
     "benchmarks.dcgan",

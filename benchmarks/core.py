@@ -51,7 +51,7 @@ def max_autotune(device: str, make: Callable[[Callable], Callable[[], object]]) 
 
 
 # The ops whose compiled kernel pygan.ops checks for before each call (without it the call runs the PyTorch reference).
-KERNEL_OPS = ("batch_norm_act", "batch_norm_act_apply", "bias_act", "gan_loss")
+KERNEL_OPS = ("batch_norm_act", "batch_norm_act_apply", "bias_act", "gan_loss", "instance_norm_act")
 _BUILD = "pip install --no-build-isolation -e ."
 
 

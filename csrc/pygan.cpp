@@ -27,6 +27,22 @@ TORCH_LIBRARY(pygan, m) {
         "Tensor? bias, Tensor? slope, Tensor save_mean, Tensor save_invstd, bool training, str activation, "
         "float negative_slope) -> (Tensor, Tensor, Tensor, Tensor)");
 
+  // Instance norm (statistics per sample and channel over the spatial dims, biased variance) followed by an optional
+  // residual add and an activation: act(weight[c] * (input - mean_nc) * invstd_nc + bias[c] + residual). Returns (out,
+  // save_mean, save_invstd), the statistics (N, C) in the accumulation dtype. Running statistics are the caller's.
+  m.def("instance_norm_act(Tensor input, Tensor? weight, Tensor? bias, Tensor? residual, Tensor? slope, float eps, "
+        "str activation, float negative_slope) -> (Tensor, Tensor, Tensor)");
+  // The same with given (N, C) statistics (evaluation with running statistics; recomputing an output).
+  m.def("instance_norm_act_apply(Tensor input, Tensor? weight, Tensor? bias, Tensor? residual, Tensor save_mean, "
+        "Tensor save_invstd, Tensor? slope, str activation, float negative_slope) -> Tensor");
+  // saved is the forward input, or its output when saved_is_output (invertible activations, no residual); residual
+  // (the forward's) is given when act'(z) needs it. training: the statistics were the input's (their gradient
+  // terms are included). Returns (grad_input, grad_weight, grad_bias, grad_slope, grad_residual); grad_slope is
+  // empty unless prelu, grad_residual (= grad_out * act'(z)) empty unless residual is given.
+  m.def("instance_norm_act_backward(Tensor grad_out, Tensor saved, bool saved_is_output, Tensor? residual, "
+        "Tensor? weight, Tensor? bias, Tensor? slope, Tensor save_mean, Tensor save_invstd, bool training, "
+        "str activation, float negative_slope) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+
   // GAN loss over one tensor of discriminator logits: term (bce | neg_softplus | neg_half_exp | linear | hinge |
   // squared, see pygan/ops/reference.py) with its target, mean or sum. Returns (loss, grad w.r.t. logits scaled
   // as the loss, scores = [mean sigmoid(logits), mean logits]); backward only scales the saved gradient.

@@ -8,18 +8,25 @@ SlopeOwner, an identity that still owns that parameter, and the fused module rea
 traced model the PReLU stays, uncalled, as the owner. It rewrites nn.Sequential containers in place of their
 children (module types elsewhere are kept), then, for pairs it could not reach that way, models whose forward
 torch.fx can trace (the result is then an fx.GraphModule).
+
+InstanceNorm{1,2,3}d followed by an activation (not PReLU) becomes pygan.nn.InstanceNormAct the same way; in a
+traced model, an InstanceNorm whose output is added to another tensor (`norm(x) + r`, a ResNet block's second
+half), optionally followed by an activation, becomes one fused call with the residual.
 """
 
 from __future__ import annotations
 
 import copy
+import operator
 
 import torch
 from torch import fx, nn
 
 from pygan.nn.batch_norm_act import BatchNormAct2d, SlopeOwner, _BatchNormAct
 from pygan.nn.conv_bn_act import _ConvBNAct, fold_into_conv
-from pygan.nn.convert import FUSED_FOR, activation_module, activation_of, fused_batch_norm
+from pygan.nn.instance_norm_act import _InstanceNormAct
+from pygan.nn.convert import (FUSED_FOR, FUSED_INSTANCE_FOR, activation_module, activation_of, fused_batch_norm,
+                              fused_instance_norm)
 
 
 def _slope_fits(act, bn) -> bool:
@@ -41,12 +48,23 @@ def _fuse_sequentials(model: nn.Module, prefix: str, done: list[str]) -> None:
             model._modules[a] = fused_batch_norm(bn, *spec, slope_owner=owner)
             model._modules[b] = owner if owner is not None else nn.Identity()
             done.append(f"{prefix}{a} + {prefix}{b} -> {type(model._modules[a]).__name__}({spec[0]})")
+        elif type(bn) in FUSED_INSTANCE_FOR and spec is not None and spec[0] != "prelu":
+            model._modules[a] = fused_instance_norm(bn, *spec)
+            model._modules[b] = nn.Identity()
+            done.append(f"{prefix}{a} + {prefix}{b} -> {type(model._modules[a]).__name__}({spec[0]})")
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, with pygan's fused modules as leaves (their forward checks the input's rank in Python)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, (_BatchNormAct, _InstanceNormAct)) or super().is_leaf_module(m, qualname)
 
 
 def _fuse_traced(model: nn.Module, done: list[str]) -> nn.Module:
-    gm = fx.symbolic_trace(model)
+    gm = fx.GraphModule(model, _Tracer().trace(model), type(model).__name__)
     modules = dict(gm.named_modules())
-    changed = False
+    changed = _fuse_instance_norms(gm, modules, done)
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or type(modules.get(node.target)) not in FUSED_FOR or len(node.users) != 1:
             continue
@@ -71,14 +89,63 @@ def _fuse_traced(model: nn.Module, done: list[str]) -> nn.Module:
     return gm if changed else model
 
 
+_ADDS = (operator.add, torch.add)
+
+
+def _activation_user(node, modules):
+    """(user node, (activation, negative_slope)) when `node`'s only user is an activation applied to it alone."""
+    if len(node.users) != 1:
+        return None
+    user = next(iter(node.users))
+    act = modules.get(user.target) if user.op == "call_module" else user.target if user.op == "call_function" else None
+    spec = activation_of(act) if act is not None else None
+    if spec is None or spec[0] == "prelu" or (user.op == "call_function" and (len(user.args) != 1 or user.kwargs)):
+        return None
+    return user, spec
+
+
+def _fuse_instance_norms(gm, modules, done: list[str]) -> bool:
+    """InstanceNorm [+ residual add] [+ activation] in a traced graph -> one InstanceNormAct call."""
+    changed = False
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or type(modules.get(node.target)) not in FUSED_INSTANCE_FOR or len(node.users) != 1:
+            continue
+        parts, last, residual = [node.target], node, None
+        add = next(iter(node.users))
+        if (add.op == "call_function" and add.target in _ADDS and len(add.args) == 2 and not add.kwargs
+                and isinstance(add.args[1 - add.args.index(node)], fx.Node) and add.args[0] is not add.args[1]):
+            residual, last = add.args[1 - add.args.index(node)], add
+            parts.append("add")
+        found = _activation_user(last, modules)
+        spec = found[1] if found else ("identity", 0.0)
+        if found:
+            parts.append(found[0].target if found[0].op == "call_module" else found[0].target.__name__)
+        if len(parts) == 1:
+            continue
+        fused = fused_instance_norm(modules[node.target], *spec)
+        parent, _, leaf = node.target.rpartition(".")
+        setattr(gm.get_submodule(parent) if parent else gm, leaf, fused)
+        end = found[0] if found else last
+        with gm.graph.inserting_before(end):
+            call = gm.graph.call_module(node.target, (node.args[0], residual) if residual is not None else node.args,
+                                        node.kwargs)
+        end.replace_all_uses_with(call)
+        for dead in ([found[0]] if found else []) + ([add] if residual is not None else []) + [node]:
+            gm.graph.erase_node(dead)
+        done.append(f"{' + '.join(map(str, parts))} -> {type(fused).__name__}({spec[0]})")
+        changed = True
+    return changed
+
+
 def fuse(model: nn.Module, report: bool = False):
-    """A copy of `model` in which every BatchNorm followed by ReLU / LeakyReLU / PReLU runs through pygan's fused op, with
+    """A copy of `model` in which every BatchNorm followed by an activation of the spec (ReLU, LeakyReLU, PReLU, Tanh,
+    Sigmoid) and every InstanceNorm followed by one (not PReLU) or by a residual add runs through pygan's fused ops, with
     the same state_dict keys and values (checkpoints load both ways). With report=True, returns (model, list of
     what was fused)."""
     model = copy.deepcopy(model)
     done: list[str] = []
     _fuse_sequentials(model, "", done)
-    remaining = [m for m in model.modules() if type(m) in FUSED_FOR]
+    remaining = [m for m in model.modules() if type(m) in FUSED_FOR or type(m) in FUSED_INSTANCE_FOR]
     if remaining:
         try:
             model = _fuse_traced(model, done)

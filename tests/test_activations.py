@@ -21,7 +21,7 @@ def test_cpp_mirror_matches_the_python_table():
 
 def test_unknown_name_is_a_clear_error():
     with pytest.raises(ValueError, match=r"batch_norm_act: activation must be one of 'identity', 'relu', "
-                                         r"'leaky_relu', 'prelu', got 'gelu'"):
+                                         r"'leaky_relu', 'prelu', 'tanh', 'sigmoid', got 'gelu'"):
         activations.get("gelu", "batch_norm_act")
 
 
@@ -59,4 +59,17 @@ def test_rules():
     assert not activations.output_suffices("prelu", 0.25)  # its slope gradient reads z
     assert activations.invertible("prelu", True) and not activations.invertible("prelu", False)
     assert not activations.invertible("relu", True) and activations.invertible("identity", False)
-    assert activation_of(F.relu) == ("relu", 0.0) and activation_of(torch.tanh) is None
+    assert activation_of(F.relu) == ("relu", 0.0) and activation_of(torch.tanh) == ("tanh", 0.0)
+    assert activation_of(torch.exp) is None
+    # tanh / sigmoid: inverting a saturated output is inexact, so ops keep their input; the output gives act'
+    assert not activations.invertible("tanh", True) and activations.output_suffices("sigmoid", 0.0)
+
+
+@pytest.mark.parametrize("name", activations.NAMES)
+def test_output_derivative_matches_derivative(name):
+    act = activations.get(name)
+    z = torch.randn(1000, dtype=torch.float64)
+    slope = act.default_slope or 0.2
+    if act.output_gives_derivative != "never":
+        expected = act.derivative(z, slope)
+        assert torch.allclose(act.output_derivative(act.forward(z, slope), slope), expected, rtol=1e-12, atol=1e-15)

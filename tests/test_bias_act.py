@@ -60,6 +60,21 @@ def test_matches_float64_reference(device, activation, shape, fmt):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape,fmt", [((1, 3, 256, 256), "contiguous"), ((64, 8, 4, 4), "contiguous"),
+                                       ((2, 3, 64, 64), "channels_last"), ((2, 40, 9, 9), "channels_last")])
+def test_generator_output_layer_reductions(device, shape, fmt):
+    # tanh at an image generator's output (N = 1, C = 3): channels split over many chunks; small planes; C < 32
+    # channels-last lanes
+    x, b, s = make(shape, "tanh", torch.float32, device, fmt)
+    g = torch.randn(shape, device=device)
+    y, gr = grads(bias_act, x, b, s, "tanh", g)
+    y64, gr64 = grads(ref, x, b, s, "tanh", g, to=torch.float64)
+    torch.testing.assert_close(y.double(), y64, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gr[0].double(), gr64[0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gr[1].double(), gr64[1], rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
 def test_low_precision_within_twice_stock_error(device, dtype, fmt):

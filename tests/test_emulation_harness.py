@@ -129,6 +129,20 @@ def test_dynamic_shared_memory_is_poisoned_then_shared(emu):
     assert torch.equal(out[:, 1], want)
 
 
+def test_shared_memory_beyond_48_kib_needs_an_opt_in(emu):
+    """As on a GPU: over 48 KiB of dynamic shared memory fails unless the kernel opted in
+    (PYGAN_ALLOW_DYNAMIC_SHARED, cudaFuncSetAttribute under nvcc), and never beyond the device's opt-in maximum."""
+    kib = 1024
+    with pytest.raises(RuntimeError, match=r"65536 bytes of dynamic shared memory, more than the 49152 a launch may "
+                                           r"use without opting in"):
+        emu.harness_large_shared(64 * kib, 0)
+    assert emu.harness_large_shared(64 * kib, 100 * kib).item() == 7.0
+    with pytest.raises(RuntimeError, match=r"more than the 102400 this kernel opted in to"):
+        emu.harness_large_shared(100 * kib + 4, 0)
+    with pytest.raises(RuntimeError, match=r"invalid argument \(at most 232448 bytes\)"):
+        emu.harness_large_shared(64 * kib, 228 * kib)
+
+
 @pytest.mark.parametrize("kind,match", [
     ("exit_before_barrier", r"thread \(5, 0, 0\).*returned before reaching the __syncthreads\(\) at "
                             r"emulation/harness_kernels.cpp:\d+"),

@@ -228,6 +228,96 @@ def test_bias_act_shared_slope(emu):
     check_bias_act(emu, CASES[0], torch.float32, "prelu", shared_slope=True)
 
 
+# ---------------------------------------------------------------- instance_norm_act
+
+
+def check_instance_norm_act(ops, case: Case, dtype, activation, affine=True, residual=False):
+    """Forward, apply with the forward's statistics, backward (saved input; saved output where the op would keep
+    it) in training and with given statistics: every pass of instance_norm_act's CUDA backend against the float64
+    reference."""
+    x = make_x(case, dtype)
+    C = x.shape[1]
+    p = params(C, dtype, activation, affine)
+    w, b, s = p["weight"], p["bias"], p["slope"]
+    r = like(x, torch.randn(x.shape), case) if residual else None
+    tol, tol_acc = TOL[dtype], TOL_ACC[dtype]
+    args64 = (d64(w), d64(b))
+
+    y, mean, invstd = ops.instance_norm_act(x, w, b, r, s, EPS, activation, NEG)
+    ry, rmean, rinvstd = reference.instance_norm_act(d64(x), *args64, d64(r), d64(s), EPS, activation, NEG)
+    check(mean, rmean, tol_acc, "mean")
+    check(invstd, rinvstd, tol_acc, "invstd")
+    check(y, ry, tol, "output")
+    assert y.dtype == dtype and y.stride() == x.stride()
+
+    again = ops.instance_norm_act_apply(x, w, b, r, mean, invstd, s, activation, NEG)
+    check(again, reference.instance_norm_act_apply(d64(x), *args64, d64(r), d64(mean), d64(invstd), d64(s),
+                                                   activation, NEG), tol, "apply")
+
+    g = like(x, torch.randn(x.shape), case)
+    invertible = activation in ("identity", "leaky_relu", "prelu") and not residual
+    savings = [(x, False)] + ([(y, True)] if invertible else [])
+    for training in (True, False):
+        for saved, is_output in savings:
+            got = ops.instance_norm_act_backward(g, saved, is_output, r, w, b, s, mean, invstd, training, activation,
+                                                 NEG)
+            want = reference.instance_norm_act_backward(d64(g), d64(saved), is_output, d64(r), *args64, d64(s),
+                                                        d64(mean), d64(invstd), training, activation, NEG)
+            what = f"backward ({'training' if training else 'eval'}, saved {'output' if is_output else 'input'})"
+            t = tol * (3 if is_output and dtype in (torch.float16, torch.bfloat16) else 1)
+            check(got[0], want[0], t, f"{what}: grad input")
+            for k, name in ((1, "weight"), (2, "bias"), (3, "slope"), (4, "residual")):
+                if want[k].numel():
+                    check(got[k], want[k], tol_acc if not is_output and k < 4 else max(tol_acc, t), f"{what}: grad {name}")
+
+
+# Planes: channels first and small enough are one block per plane in shared memory (IN_PLANE); a 13,225-value fp32
+# plane needs more than the 48 KiB a launch gets without opting in (forward), and its backward's two cached arrays
+# exceed the plane cap (split reductions); channels last always splits.
+IN_CASES = [
+    Case("in_plane", (2, 3, 7, 9)),
+    Case("in_plane_misaligned", (3, 2, 5, 8), misaligned=True),
+    Case("in_opt_in", (1, 2, 115, 115)),
+    Case("in_cl", (2, 40, 9, 13), channels_last=True),
+    Case("in_cl_tail", (2, 33, 5, 7), channels_last=True, misaligned=True),
+    Case("in_1d", (2, 3, 50)),
+    Case("in_3d_cl", (2, 3, 3, 4, 5), channels_last=True),
+]
+IN_ACTS = ACTS + ["tanh"]
+
+
+@pytest.mark.parametrize("activation", IN_ACTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", IN_CASES, ids=str)
+def test_instance_norm_act(emu, case, dtype, activation):
+    if case.name == "in_opt_in" and (dtype != torch.float32 or activation not in ("identity", "prelu")):
+        pytest.skip("the large plane once per path is enough (emulation time)")
+    check_instance_norm_act(emu, case, dtype, activation)
+
+
+@pytest.mark.parametrize("activation", ["identity", "relu", "leaky_relu"])
+@pytest.mark.parametrize("case", [IN_CASES[0], IN_CASES[3]], ids=str)
+def test_instance_norm_act_residual_and_no_affine(emu, case, activation):
+    check_instance_norm_act(emu, case, torch.float32, activation, residual=True)
+    check_instance_norm_act(emu, case, torch.float32, activation, affine=False, residual=True)
+
+
+def test_instance_norm_act_large_planes_split(emu):
+    """The split path of channels-first planes (too large for shared memory in both directions) and the opt-in
+    launch of the forward's plane kernel."""
+    emulation.configure(sm_count=4)
+    check_instance_norm_act(emu, Case("in_big", (1, 1, 180, 180)), torch.float32, "leaky_relu")
+    big = {(k.split("<")[0], g) for _, _, k, g, _ in emulation.launches()}
+    assert not any(k.startswith("plane_") for k, _ in big)
+    assert any(k == "reduce_cf_kernel" and g[1] > 1 for k, g in big)
+    emulation.record_launches()
+    # 52,900 bytes of plane: launched only because the kernel opted in (else the emulated launch fails)
+    check_instance_norm_act(emu, IN_CASES[2], torch.float32, "relu")
+    kernels = {k.split("<")[0] for _, _, k, _, _ in emulation.launches()}
+    assert {"plane_forward_kernel", "reduce_cf_kernel", "grad_input_kernel"} <= kernels
+    assert "plane_backward_kernel" not in kernels
+
+
 # ---------------------------------------------------------------- gan_loss
 
 TERMS = [("bce", 0.9), ("neg_softplus", 0.0), ("neg_half_exp", 0.0), ("linear", -1.0), ("hinge", 1.0),
@@ -320,8 +410,7 @@ def test_fixed_merge_order_gives_the_same_bits_in_any_order(emu):
 
 def test_grids_stay_within_the_gpu_limits_for_large_inputs(emu):
     """Inputs that ask for more than 65,535 blocks in grid dimension y, on a GPU with many SMs: the launches are
-    checked and recorded but not run (too large to emulate); the kernels cap their grids and loop. (The cap of
-    batch_norm_act's channels-first statistics needs over 134M values per channel: not tried.)"""
+    checked and recorded but not run (too large to emulate); the kernels cap their grids and loop."""
     emulation.configure(sm_count=100_000, execute=False)
     planes = torch.randn(70_000, 1, 2)
     emu.bias_act_backward(planes, planes, False, torch.zeros(1), None, "relu", 0.0)
@@ -329,8 +418,10 @@ def test_grids_stay_within_the_gpu_limits_for_large_inputs(emu):
     emu.bias_act_backward(big, big, False, torch.zeros(1), None, "relu", 0.0)
     emu.batch_norm_act(big, None, None, None, None, None, True, EPS, "identity", 0.0)
     grids = {k.split("<")[0]: g for _, _, k, g, _ in emulation.launches()}
-    assert grids["backward_planes_kernel"] == (1, 65535, 1)
-    assert grids["backward_rows_kernel"] == (1, 65535, 1)
+    # bias_act's backward gives each block at least 2,048 values: 140,000 values per channel take 68 blocks, 4.2M
+    # rows of one channel 2,051 (8 rows per thread); its 65,535 caps need over 134M values: not tried
+    assert grids["backward_planes_kernel"] == (1, 68, 1)
+    assert grids["backward_rows_kernel"] == (1, 2051, 1)
     # 65,535 splits asked for, then the chunk of rows rounded up: 64,616 blocks
     assert 60_000 < grids["reduce_cl_kernel"][1] <= 65535
 

@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <array>
+#include <cmath>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,7 +17,7 @@ namespace pygan {
 
 // The math the kernels compile. "leaky_relu" and "prelu" are both Leaky: a fixed slope, or a per-channel / single
 // learnable one.
-enum class Act { Identity, Relu, Leaky };
+enum class Act { Identity, Relu, Leaky, Tanh, Sigmoid };
 
 // Where the negative-side slope comes from: none, the float argument negative_slope, or a slope tensor of 1 or C
 // values.
@@ -38,6 +39,10 @@ inline constexpr auto kActivations = std::to_array<ActivationSpec>({
     {"relu", Act::Relu, Slope::None, When::Never, When::Always},
     {"leaky_relu", Act::Leaky, Slope::Fixed, When::PositiveSlope, When::PositiveSlope},
     {"prelu", Act::Leaky, Slope::Learned, When::PositiveSlope, When::PositiveSlope},
+    // Invertible in exact arithmetic, but z recovered from a saturated y (|y| near 1, or y near 0 / 1) is
+    // inexact: never, so ops keep their input; the derivative follows from y alone: 1 - y^2, y (1 - y).
+    {"tanh", Act::Tanh, Slope::None, When::Never, When::Always},
+    {"sigmoid", Act::Sigmoid, Slope::None, When::Never, When::Always},
 });
 
 // The row of `name`; an error naming `op` and every activation of the table otherwise.
@@ -62,20 +67,47 @@ void check_slope_arg(const ActivationSpec& spec, const std::optional<at::Tensor>
 template <Act A, typename T>
 PYGAN_HD T act_derivative(T z, T slope) {
   if constexpr (A == Act::Identity) return T(1);
-  const T pos = z > T(0) ? T(1) : T(0);
-  if constexpr (A == Act::Relu) return pos;
-  else return pos + (T(1) - pos) * slope;  // 1 or slope, exactly
+  else if constexpr (A == Act::Tanh) {
+    const T t = std::tanh(z);
+    return T(1) - t * t;  // as PyTorch's tanh backward, from the output
+  } else if constexpr (A == Act::Sigmoid) {
+    const T s = T(1) / (T(1) + std::exp(-z));
+    return (T(1) - s) * s;  // as PyTorch's sigmoid backward
+  } else {
+    const T pos = z > T(0) ? T(1) : T(0);
+    if constexpr (A == Act::Relu) return pos;
+    else return pos + (T(1) - pos) * slope;  // 1 or slope, exactly
+  }
 }
 
 template <Act A, typename T>
 PYGAN_HD T act_forward(T z, T slope) {
   if constexpr (A == Act::Identity) return z;
   else if constexpr (A == Act::Relu) return z < T(0) ? T(0) : z;  // not z * pos: relu(-inf) is 0; NaN stays NaN
+  else if constexpr (A == Act::Tanh) return std::tanh(z);
+  else if constexpr (A == Act::Sigmoid) return T(1) / (T(1) + std::exp(-z));
   else return z * act_derivative<A>(z, slope);
 }
 
+// act'(z) from the output y = act(z), for activations whose output gives the derivative (for the sign-based ones,
+// with a positive slope: y has z's sign).
+template <Act A, typename T>
+PYGAN_HD T act_derivative_from_output(T y, T slope) {
+  if constexpr (A == Act::Tanh) return T(1) - y * y;
+  else if constexpr (A == Act::Sigmoid) return (T(1) - y) * y;
+  else return act_derivative<A>(y, slope);
+}
+
+// act'(z) from a saved value s: the output y when from_output, else z itself.
+template <Act A, typename T>
+PYGAN_HD T act_derivative_of_saved(T s, T slope, bool from_output) {
+  if constexpr (A == Act::Tanh || A == Act::Sigmoid)
+    return from_output ? act_derivative_from_output<A>(s, slope) : act_derivative<A>(s, slope);
+  else return act_derivative<A>(s, slope);  // the same function of y and of z
+}
+
 // Pre-activation from the output; only called for invertible activations (identity, leaky with slope > 0, so
-// that y and z have the same sign).
+// that y and z have the same sign). tanh and sigmoid count as not invertible (see the table): never called.
 template <Act A, typename T>
 PYGAN_HD T act_inverse(T y, T slope) {
   if constexpr (A == Act::Leaky) return y / act_derivative<A>(y, slope);
@@ -97,6 +129,8 @@ void dispatch_act(Act act, F&& f) {
     case Act::Identity: f.template operator()<Act::Identity>(); break;
     case Act::Relu: f.template operator()<Act::Relu>(); break;
     case Act::Leaky: f.template operator()<Act::Leaky>(); break;
+    case Act::Tanh: f.template operator()<Act::Tanh>(); break;
+    case Act::Sigmoid: f.template operator()<Act::Sigmoid>(); break;
   }
 }
 

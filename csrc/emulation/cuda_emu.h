@@ -181,6 +181,11 @@ struct LaunchSite {
   int line;
 };
 
+// PYGAN_ALLOW_DYNAMIC_SHARED(bytes, kernel) of common/launch.h in this build: launches that name the kernel as
+// written here may use up to `bytes` of dynamic shared memory (at most the device's sharedMemPerBlockOptin).
+// Keyed by the kernel's text because a template-id whose last arguments are deduced at the call has no address.
+void set_max_dynamic_shared(const char* kernel, int64_t bytes);
+
 // Checks the configuration against the emulated GPU's limits (an error as a failed launch would give), records the
 // launch, then runs every block: its threads as fibers, to completion. Errors of the kernel's threads (a barrier
 // or warp collective not reached by all, a bad mask) are raised here, naming the block, thread and source line.

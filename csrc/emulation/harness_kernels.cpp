@@ -157,6 +157,23 @@ at::Tensor dynamic_shared(int64_t blocks, int64_t threads) {
   return out;
 }
 
+// More than 48 KiB of dynamic shared memory: allowed only after an opt-in (allow > 0: PYGAN_ALLOW_DYNAMIC_SHARED
+// with that many bytes first). Returns the last float of the memory, written by thread 0 and read back by the last.
+__global__ void large_shared_kernel(float* out, int64_t floats) {
+  PYGAN_DYNAMIC_SHARED(float, buf);
+  if (threadIdx.x == 0) buf[floats - 1] = 7.0f;
+  __syncthreads();
+  if (threadIdx.x == blockDim.x - 1) out[0] = buf[floats - 1];
+}
+
+at::Tensor large_shared(int64_t bytes, int64_t allow) {
+  if (allow > 0) PYGAN_ALLOW_DYNAMIC_SHARED(allow, large_shared_kernel);
+  at::Tensor out = at::empty({1}, at::kFloat);
+  PYGAN_LAUNCH(1, 32, static_cast<size_t>(bytes), nullptr, large_shared_kernel)(out.mutable_data_ptr<float>(),
+                                                                                 bytes / int64_t(sizeof(float)));
+  return out;
+}
+
 // Faults the scheduler must report, by name.
 __global__ void fault_kernel(int kind, float* out) {
   const unsigned t = threadIdx.x;
@@ -229,5 +246,6 @@ TORCH_LIBRARY_FRAGMENT(pygan_emu, m) {
   m.def("harness_atomics(int blocks, int threads) -> Tensor", &atomics);
   m.def("harness_block_sum(Tensor x, bool sync) -> Tensor", &block_sum);
   m.def("harness_dynamic_shared(int blocks, int threads) -> Tensor", &dynamic_shared);
+  m.def("harness_large_shared(int bytes, int allow) -> Tensor", &large_shared);
   m.def("harness_fault(str kind) -> ()", &fault);
 }

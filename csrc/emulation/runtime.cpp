@@ -32,6 +32,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #if defined(__x86_64__) && !defined(PYGAN_EMU_UCONTEXT)
@@ -176,7 +177,8 @@ struct Config {
   bool execute = true;  // false: check and record launches, run no thread (for grids too large to emulate)
 };
 
-std::mutex g_mutex;  // the configuration, the device properties and the log
+std::mutex g_mutex;  // the configuration, the device properties, the log and the shared-memory opt-ins
+std::unordered_map<std::string, size_t> g_max_dynamic_shared;  // PYGAN_ALLOW_DYNAMIC_SHARED's opt-ins, per kernel
 Config g_config;
 uint64_t g_launch_count = 0;
 
@@ -516,9 +518,16 @@ void check_launch(const LaunchSite& s, dim3 grid, dim3 block, size_t shared_byte
   if (threads > static_cast<uint64_t>(p.maxThreadsPerBlock))
     bad("blockDim " + dims(block) + " has " + std::to_string(threads) + " threads, more than " +
         std::to_string(p.maxThreadsPerBlock) + " per block");
-  if (shared_bytes > p.sharedMemPerBlock)
-    bad(std::to_string(shared_bytes) + " bytes of dynamic shared memory, more than the " +
-        std::to_string(p.sharedMemPerBlock) + " a launch may use without opting in");
+  size_t allowed = p.sharedMemPerBlock;
+  {
+    const std::lock_guard<std::mutex> lock(g_mutex);
+    const auto it = g_max_dynamic_shared.find(s.kernel);
+    if (it != g_max_dynamic_shared.end()) allowed = std::max(allowed, it->second);
+  }
+  if (shared_bytes > allowed)
+    bad(std::to_string(shared_bytes) + " bytes of dynamic shared memory, more than the " + std::to_string(allowed) +
+        (allowed == p.sharedMemPerBlock ? " a launch may use without opting in (PYGAN_ALLOW_DYNAMIC_SHARED)"
+                                        : " this kernel opted in to"));
   const uint64_t total = threads * grid.x * grid.y * grid.z;
   TORCH_CHECK(!to_run || total <= kMaxEmulatedThreads, "emulated CUDA launch of ", s.kernel, " (", s.file, ":",
               s.line, "): ", total, " threads are too many to emulate (at most ", kMaxEmulatedThreads,
@@ -528,6 +537,15 @@ void check_launch(const LaunchSite& s, dim3 grid, dim3 block, size_t shared_byte
 }  // namespace
 
 // ---------------------------------------------------------------- the interface of cuda_emu.h
+
+void set_max_dynamic_shared(const char* kernel, int64_t bytes) {
+  const std::lock_guard<std::mutex> lock(g_mutex);
+  // A GPU refuses more than the opt-in maximum (a kernel's static shared memory counts too; not modelled).
+  TORCH_CHECK(bytes >= 0 && static_cast<uint64_t>(bytes) <= g_props.sharedMemPerBlockOptin,
+              "emulated cudaFuncSetAttribute(", kernel, ", cudaFuncAttributeMaxDynamicSharedMemorySize, ", bytes,
+              ") failed: invalid argument (at most ", g_props.sharedMemPerBlockOptin, " bytes)");
+  g_max_dynamic_shared[kernel] = static_cast<size_t>(bytes);
+}
 
 int sync_block(int predicate, const std::source_location& where) {
   TORCH_CHECK(t_running, "__syncthreads() called outside an emulated kernel");

@@ -2,7 +2,8 @@
 
 from pygan.nn.batch_norm_act import BatchNormAct1d, BatchNormAct2d, BatchNormAct3d
 from pygan.nn.conv_bn_act import Conv2dBNAct, ConvTranspose2dBNAct, StockConvBNAct, conv_bn_act
+from pygan.nn.instance_norm_act import InstanceNormAct1d, InstanceNormAct2d, InstanceNormAct3d
 from pygan.nn.convert import FusableModel, convert_sync_batch_norm_act
 
 __all__ = ["BatchNormAct1d", "BatchNormAct2d", "BatchNormAct3d", "Conv2dBNAct", "ConvTranspose2dBNAct",
-           "StockConvBNAct", "conv_bn_act", "FusableModel", "convert_sync_batch_norm_act"]
+           "StockConvBNAct", "conv_bn_act", "InstanceNormAct1d", "InstanceNormAct2d", "InstanceNormAct3d", "FusableModel", "convert_sync_batch_norm_act"]

@@ -12,8 +12,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from pygan.ops import activations
 from pygan.nn.batch_norm_act import BatchNormAct1d, BatchNormAct2d, BatchNormAct3d, _BatchNormAct, prelu_reading
+from pygan.nn.instance_norm_act import InstanceNormAct1d, InstanceNormAct2d, InstanceNormAct3d, _InstanceNormAct
 
 FUSED_FOR = {nn.BatchNorm1d: BatchNormAct1d, nn.BatchNorm2d: BatchNormAct2d, nn.BatchNorm3d: BatchNormAct3d}
+FUSED_INSTANCE_FOR = {nn.InstanceNorm1d: InstanceNormAct1d, nn.InstanceNorm2d: InstanceNormAct2d,
+                      nn.InstanceNorm3d: InstanceNormAct3d}
 
 
 def activation_of(module) -> tuple[str, float] | None:
@@ -51,6 +54,20 @@ def fused_batch_norm(bn: _BatchNorm, activation: str = "identity", negative_slop
         setattr(fused, name, getattr(bn, name))
     fused._buffers.update(bn._buffers)  # running_mean, running_var, num_batches_tracked
     return fused.train(bn.training)
+
+
+def fused_instance_norm(norm: nn.Module, activation: str = "identity", negative_slope: float = 0.01) -> _InstanceNormAct:
+    """An InstanceNormAct applying `activation` that shares `norm`'s parameter and buffer tensors (a learned slope is
+    not taken over: pygan.fuse leaves InstanceNorm + PReLU alone)."""
+    if activations.get(activation).slope == "learned":
+        raise ValueError("fused_instance_norm: a learned slope (prelu) is not taken over from a separate module")
+    cls = FUSED_INSTANCE_FOR[type(norm)]
+    fused = cls(norm.num_features, norm.eps, norm.momentum, norm.affine, norm.track_running_stats, "meta",
+                activation=activation, negative_slope=negative_slope)
+    for name in ("weight", "bias"):
+        setattr(fused, name, getattr(norm, name))
+    fused._buffers.update(norm._buffers)
+    return fused.train(norm.training)
 
 
 def convert_sync_batch_norm_act(module: nn.Module, process_group=None, sync: bool = True) -> nn.Module:

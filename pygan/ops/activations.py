@@ -10,6 +10,7 @@ Fields of an entry:
                                            tensor; ignored when `slope` is "none"); at z == 0 the derivative takes
                                            the negative branch's value, as PyTorch's kernels do
   inverse(y, slope)                        z from y = act(z), where `invertible` allows it; else None
+  output_derivative(y, slope)              act'(z) from y = act(z), where `output_gives_derivative` allows it
   slope                                    "none"; "fixed" (a float `negative_slope` argument); "learned" (a slope
                                            tensor of 1 or C values, a parameter of the module)
   invertible                               "always" | "never" | "positive_slope": z is recoverable from y
@@ -36,6 +37,7 @@ class Activation:
     forward: Callable
     derivative: Callable
     inverse: Callable | None
+    output_derivative: Callable | None
     slope: str
     invertible: str
     output_gives_derivative: str
@@ -52,18 +54,36 @@ def _sloped_inverse(y: Tensor, slope) -> Tensor:
     return torch.where(y > 0, y, y / slope)
 
 
+def _tanh_d(y: Tensor, slope=None) -> Tensor:
+    """1 - y^2 from y = tanh(z), computed as PyTorch's tanh backward (bitwise) and differentiable."""
+    return torch.ops.aten.tanh_backward(torch.ones_like(y), y)
+
+
+def _sigmoid_d(y: Tensor, slope=None) -> Tensor:
+    """(1 - y) * y from y = sigmoid(z), as PyTorch's sigmoid backward."""
+    return torch.ops.aten.sigmoid_backward(torch.ones_like(y), y)
+
+
 _TABLE = (
     Activation("identity", lambda z, s: z, lambda z, s: torch.ones_like(z), lambda y, s: y,
-               slope="none", invertible="always", output_gives_derivative="always", module=nn.Identity),
+               lambda y, s: torch.ones_like(y), slope="none", invertible="always", output_gives_derivative="always", module=nn.Identity),
     Activation("relu", lambda z, s: torch.relu(z), lambda z, s: (z > 0).to(z.dtype), None,
-               slope="none", invertible="never", output_gives_derivative="always", module=nn.ReLU,
+               lambda y, s: (y > 0).to(y.dtype), slope="none", invertible="never", output_gives_derivative="always", module=nn.ReLU,
                functions=(torch.relu, F.relu)),
     Activation("leaky_relu", lambda z, s: F.leaky_relu(z, s), _sloped_derivative, _sloped_inverse,
-               slope="fixed", invertible="positive_slope", output_gives_derivative="positive_slope",
+               _sloped_derivative, slope="fixed", invertible="positive_slope", output_gives_derivative="positive_slope",
                module=nn.LeakyReLU, default_slope=0.01),
     Activation("prelu", lambda z, s: torch.where(z > 0, z, z * s), _sloped_derivative, _sloped_inverse,
-               slope="learned", invertible="positive_slope", output_gives_derivative="positive_slope",
-               module=nn.PReLU, default_slope=0.25),
+               _sloped_derivative, slope="learned", invertible="positive_slope",
+               output_gives_derivative="positive_slope", module=nn.PReLU, default_slope=0.25),
+    # Invertible in exact arithmetic, but z recovered from a saturated output is inexact: "never", so ops keep
+    # their input; the derivative follows from the output alone (as PyTorch's own backward computes it).
+    Activation("tanh", lambda z, s: torch.tanh(z), lambda z, s: _tanh_d(torch.tanh(z)), None,
+               _tanh_d, slope="none", invertible="never", output_gives_derivative="always",
+               module=nn.Tanh, functions=(torch.tanh, F.tanh)),
+    Activation("sigmoid", lambda z, s: torch.sigmoid(z), lambda z, s: _sigmoid_d(torch.sigmoid(z)), None,
+               _sigmoid_d, slope="none", invertible="never", output_gives_derivative="always",
+               module=nn.Sigmoid, functions=(torch.sigmoid, F.sigmoid)),
 )
 
 ACTIVATIONS: dict[str, Activation] = {a.name: a for a in _TABLE}

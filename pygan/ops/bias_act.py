@@ -3,7 +3,8 @@ BatchNorm was folded into its weight and bias, pygan.fold_bn / eval-mode conv bl
 
 Forward reads the input once and writes the output once; backward reads grad_out and one saved tensor. For
 identity, relu and leaky_relu with a positive slope the output is saved (its sign is that of the
-pre-activation), so the input can be freed; prelu keeps the input (its slope gradient needs the value).
+pre-activation), as for tanh and sigmoid (their derivative is 1 - y^2, y (1 - y)), so the input can be freed;
+prelu keeps the input (its slope gradient needs the value).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def bias_act(
     """act(x + bias.view(1, C, 1, ...)) for (N, C, *) input of float32/64, float16 or bfloat16 (math in fp32 for
     the half types), contiguous or channels_last (the output keeps the memory format).
 
-    activation: 'identity', 'relu', 'leaky_relu' (negative_slope) or 'prelu' (slope: 1 or C values, learnable).
+    activation: 'identity', 'relu', 'leaky_relu' (negative_slope), 'prelu' (slope: 1 or C values, learnable),
+    'tanh' or 'sigmoid' (generator output layers).
     bias may be None (activation only) and may have another floating dtype than x (e.g. fp32 under autocast).
     """
     activations.get(activation, "bias_act")

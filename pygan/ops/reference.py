@@ -100,13 +100,19 @@ def batch_norm_act_apply(
 ) -> Tensor:
     """act(BatchNorm(input)) with the given statistics (as batch_norm_act returned them), in input's dtype."""
     nd, acc = input.dim(), acc_dtype(input.dtype)
-    z = (input.to(acc) - _channel_view(save_mean.to(acc), nd)) * _channel_view(save_invstd.to(acc), nd)
-    if weight is not None:
-        z = z * _channel_view(weight.to(acc), nd)
-    if bias is not None:
-        z = z + _channel_view(bias.to(acc), nd)
+    x_hat = (input.to(acc) - _channel_view(save_mean.to(acc), nd)) * _channel_view(save_invstd.to(acc), nd)
+    return _affine_act(x_hat, weight, bias, None, slope, activation, negative_slope, input.dtype)
+
+
+def _affine_act(x_hat: Tensor, weight, bias, residual, slope, activation: str, negative_slope: float,
+                dtype: torch.dtype) -> Tensor:
+    """act(weight[c] * x_hat + bias[c] + residual) computed in x_hat's dtype, returned in `dtype`."""
+    nd, acc = x_hat.dim(), x_hat.dtype
+    z = x_hat * _channel_view(weight.to(acc), nd) if weight is not None else x_hat
+    z = z + _channel_view(bias.to(acc), nd) if bias is not None else z
+    z = z + residual.to(acc) if residual is not None else z
     y = activation_forward(z, activation, _slope_view(activation, slope, negative_slope, nd, acc), negative_slope)
-    return y.to(input.dtype)
+    return y.to(dtype)
 
 
 def batch_norm_update_stats(
@@ -130,6 +136,22 @@ def check_update_count(count: int) -> None:
     if not (count == 0 or count > 1):
         raise ValueError(f"batch_norm_update_stats: count (values per channel) must be 0 (an empty batch: nothing "
                          f"is updated) or more than 1, got {count}")
+
+
+def _pre_activation(op: str, s: Tensor, saved_is_output: bool, mean, invstd, gamma, beta, residual,
+                    activation: str, sl) -> tuple[Tensor, Tensor]:
+    """(z, x_hat) from the saved tensor s: the output (z = act^-1(s), x_hat = (z - beta) / gamma) or the input
+    (x_hat = (s - mean) * invstd, z = gamma * x_hat + beta + residual); parameters broadcastable, None for absent."""
+    if saved_is_output:
+        if activations.get(activation).inverse is None:
+            raise ValueError(f"{op}: {activation} is not invertible; save the input")
+        z = activation_inverse(s, activation, sl)
+        shifted = z - beta if beta is not None else z
+        return z, shifted / gamma if gamma is not None else shifted
+    x_hat = (s - mean) * invstd
+    z = x_hat * gamma if gamma is not None else x_hat
+    z = z + beta if beta is not None else z
+    return (z + residual.to(z.dtype) if residual is not None else z), x_hat
 
 
 def batch_norm_act_backward(
@@ -162,16 +184,8 @@ def batch_norm_act_backward(
     sl = _slope_view(activation, slope, negative_slope, nd, acc)
     s, gy = saved.to(acc), grad_out.to(acc)
     mean, invstd = _channel_view(save_mean.to(acc), nd), _channel_view(save_invstd.to(acc), nd)
-    if saved_is_output:
-        if activations.get(activation).inverse is None:
-            raise ValueError(f"batch_norm_act_backward: {activation} is not invertible; save the input")
-        z = activation_inverse(s, activation, sl)
-        shifted = z - beta if beta is not None else z
-        x_hat = shifted / gamma if gamma is not None else shifted
-    else:
-        x_hat = (s - mean) * invstd
-        z = x_hat * gamma if gamma is not None else x_hat
-        z = z + beta if beta is not None else z
+    z, x_hat = _pre_activation("batch_norm_act_backward", s, saved_is_output, mean, invstd, gamma, beta, None,
+                               activation, sl)
     dz = gy * activation_derivative(z, activation, sl)
     sum_dz, sum_dz_xhat = dz.sum(dims), (dz * x_hat).sum(dims)
     scale = invstd * gamma if gamma is not None else invstd
@@ -253,7 +267,8 @@ def bias_act_backward(
     """Gradients of bias_act w.r.t. (input, bias, slope).
 
     `saved` is the forward output when saved_is_output (identity, relu, leaky_relu with a positive slope: the
-    sign of the output is that of the pre-activation z, which is all the derivative needs), else the input
+    sign of the output is that of the pre-activation z, which is all the derivative needs; tanh, sigmoid: their
+    derivative is a function of the output), else the input
     (prelu, whose slope gradient needs z itself). grad_bias has C values (bias's dtype; the accumulation dtype
     when bias is None); grad_slope has slope's size for prelu and is empty otherwise.
     """
@@ -264,11 +279,92 @@ def bias_act_backward(
     if saved_is_output:
         if not activations.output_suffices(activation, negative_slope):
             raise ValueError(f"bias_act_backward: {activation} needs the input saved")
-        z = s  # only its sign is used below
+        z = s  # the output: act'(z) follows from it (no learned slope reads z here)
+        gz = gy * activations.get(activation).output_derivative(s, sl)
     else:
         z = s + _channel_view(bias.to(acc), nd) if bias is not None else s
-    gz = gy * activation_derivative(z, activation, sl)
+        gz = gy * activation_derivative(z, activation, sl)
     grad_bias = gz.sum(dims)
     grad_bias = grad_bias.to(bias.dtype) if bias is not None else grad_bias
     grad_slope = _slope_grad(activation, z, gy, slope, dims, grad_bias)
     return gz.to(saved.dtype), grad_bias, grad_slope
+
+
+# ---------------------------------------------------------------- instance_norm_act
+
+
+def _plane_view(v: Tensor, ndim: int) -> Tensor:
+    """(N, C) statistics as (N, C, 1, ...) for broadcasting against (N, C, *)."""
+    return v.reshape(list(v.shape) + [1] * (ndim - 2))
+
+
+def instance_norm_act(
+    input: Tensor, weight: Tensor | None, bias: Tensor | None, residual: Tensor | None, slope: Tensor | None,
+    eps: float, activation: str, negative_slope: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """act(InstanceNorm(input) + residual), as torch.nn.InstanceNorm{1,2,3}d (input statistics: per sample and
+    channel over the spatial dims, biased variance) followed by the residual add (when given) and the activation.
+
+    Returns (out, save_mean, save_invstd): the (N, C) statistics in the accumulation dtype; out has input's dtype.
+    Running statistics are the caller's (see pygan.ops.instance_norm_act).
+    """
+    activations.get(activation, "instance_norm_act")
+    acc = acc_dtype(input.dtype)
+    x = input.to(acc)
+    dims = list(range(2, input.dim()))
+    mean, var = x.mean(dims), x.var(dims, unbiased=False)
+    invstd = torch.rsqrt(var + eps)
+    out = instance_norm_act_apply(input, weight, bias, residual, mean, invstd, slope, activation, negative_slope)
+    return out, mean, invstd
+
+
+def instance_norm_act_apply(
+    input: Tensor, weight: Tensor | None, bias: Tensor | None, residual: Tensor | None, save_mean: Tensor,
+    save_invstd: Tensor, slope: Tensor | None, activation: str, negative_slope: float,
+) -> Tensor:
+    """act(weight * (input - save_mean) * save_invstd + bias + residual) with given (N, C) statistics."""
+    nd, acc = input.dim(), acc_dtype(input.dtype)
+    x_hat = (input.to(acc) - _plane_view(save_mean.to(acc), nd)) * _plane_view(save_invstd.to(acc), nd)
+    return _affine_act(x_hat, weight, bias, residual, slope, activation, negative_slope, input.dtype)
+
+
+def instance_norm_act_backward(
+    grad_out: Tensor, saved: Tensor, saved_is_output: bool, residual: Tensor | None, weight: Tensor | None,
+    bias: Tensor | None, slope: Tensor | None, save_mean: Tensor, save_invstd: Tensor, training: bool,
+    activation: str, negative_slope: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of instance_norm_act's `out` w.r.t. (input, weight, bias, slope, residual), given grad_out.
+
+    `saved` is the forward input, or its output when saved_is_output (invertible activations, no residual): then
+    z = act^-1(out), x_hat = (z - bias) / weight. Otherwise x_hat = (input - mean) * invstd and z = weight * x_hat +
+    bias (+ residual, when given: the forward's). With dz = grad_out * act'(z) and S values per plane:
+      grad_input    = weight * invstd * (dz - mean_s(dz) - x_hat * mean_s(dz * x_hat))   (training)
+                    = weight * invstd * dz                                               (given statistics)
+      grad_weight = sum_{n,s}(dz * x_hat), grad_bias = sum_{n,s}(dz), grad_slope = sum(grad_out * z * [z <= 0]),
+      grad_residual = dz (empty unless residual is given).
+    Differentiable (used for double backward).
+    """
+    nd, acc = saved.dim(), acc_dtype(saved.dtype)
+    spatial = list(range(2, nd))
+    dims = [0] + spatial
+    gamma = _channel_view(weight.to(acc), nd) if weight is not None else None
+    beta = _channel_view(bias.to(acc), nd) if bias is not None else None
+    sl = _slope_view(activation, slope, negative_slope, nd, acc)
+    s, gy = saved.to(acc), grad_out.to(acc)
+    mean, invstd = _plane_view(save_mean.to(acc), nd), _plane_view(save_invstd.to(acc), nd)
+    if saved_is_output and residual is not None:
+        raise ValueError("instance_norm_act_backward: saved_is_output cannot be combined with a residual")
+    z, x_hat = _pre_activation("instance_norm_act_backward", s, saved_is_output, mean, invstd, gamma, beta,
+                               residual, activation, sl)
+    dz = gy * activation_derivative(z, activation, sl)
+    scale = invstd * gamma if gamma is not None else invstd
+    if training:
+        grad_input = scale * (dz - dz.mean(spatial, keepdim=True) - x_hat * (dz * x_hat).mean(spatial, keepdim=True))
+    else:
+        grad_input = scale * dz
+    sum_dz, sum_dz_xhat = dz.sum(dims), (dz * x_hat).sum(dims)
+    grad_slope = _slope_grad(activation, z, gy, slope, dims, sum_dz)
+    grad_weight = sum_dz_xhat.to(weight.dtype) if weight is not None else sum_dz_xhat
+    grad_bias = sum_dz.to(bias.dtype) if bias is not None else sum_dz
+    grad_residual = dz.to(saved.dtype) if residual is not None else saved.new_empty(0)
+    return grad_input.to(saved.dtype), grad_weight, grad_bias, grad_slope, grad_residual

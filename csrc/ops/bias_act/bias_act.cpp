@@ -1,6 +1,7 @@
 // Backend-independent part of bias_act: argument checks (written once for CPU and CUDA), layouts, parameters.
 #include "ops/bias_act/bias_act.h"
 
+#include "common/channel_vector.h"
 #include "common/checks.h"
 
 #include <ATen/ATen.h>
@@ -17,14 +18,6 @@ void check_args(const at::Tensor& input, const std::optional<at::Tensor>& bias, 
   const int64_t C = input.size(1);
   check_per_channel(bias, input, C, kOp, "bias");
   check_slope_arg(spec, slope, input, kOp);
-}
-
-// `t` as C values in the accumulation dtype; `fill` everywhere when absent.
-at::Tensor channel_vector(const std::optional<at::Tensor>& t, const at::Tensor& x, double fill) {
-  const auto opts = x.options().dtype(acc_dtype(x.scalar_type()));
-  const int64_t C = x.size(1);
-  if (!t.has_value() || !t->defined()) return at::full({C}, fill, opts);
-  return t->to(opts.dtype()).expand({C}).contiguous();
 }
 
 Params params(const at::Tensor& x, const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& slope,

@@ -24,8 +24,8 @@ struct Params {
 struct Backend {
   // y = act(x + bias)
   void (*forward)(const at::Tensor& x, const Layout& l, Act act, const Params& p, at::Tensor& y);
-  // With z = saved (saved_is_output: only its sign is read) or saved + bias: grad_x = dy * act'(z), and per
-  // channel grad_bias = sum(grad_x), grad_slope = sum(dy * z * [z <= 0]) (prelu only; both in acc dtype).
+  // With z = saved + bias, or when saved_is_output the output y (act'(z) from y: its sign, or 1 - y^2 for tanh):
+  // grad_x = dy * act'(z), and per channel grad_bias = sum(grad_x), grad_slope = sum(dy * z * [z <= 0]) (prelu only; both in acc dtype).
   void (*backward)(const at::Tensor& grad_y, const at::Tensor& saved, bool saved_is_output, const Layout& l, Act act,
                    const Params& p, bool want_slope, at::Tensor& grad_x, at::Tensor& grad_bias, at::Tensor& grad_slope);
 };

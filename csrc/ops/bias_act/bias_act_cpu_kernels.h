@@ -58,7 +58,7 @@ inline acc backward_element(const scalar_t* gp, const scalar_t* sp, scalar_t* gx
                             acc b, acc s, acc& sum_s) {
   const acc dy = load<acc>(gp, i);
   const acc z = load<acc>(sp, i) + (saved_is_output ? acc(0) : b);
-  const acc dz = dy * act_derivative<A>(z, s);
+  const acc dz = dy * act_derivative_of_saved<A>(z, s, saved_is_output);
   store(gxp, i, dz);
   sum_s += slope_grad_term(dy, z);  // unused (and cheap) unless prelu
   return dz;
@@ -99,7 +99,7 @@ void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, bool save
         for (int64_t i = 0; i < l.S; ++i) {
           const acc dy = load<acc>(g, i);
           const acc z = load<acc>(sv, i) + shift;
-          const acc dz = dy * act_derivative<A>(z, s);
+          const acc dz = dy * act_derivative_of_saved<A>(z, s, saved_is_output);
           store(gx, i, dz);
           sum_b += dz;
           sum_s += slope_grad_term(dy, z);

@@ -1,7 +1,7 @@
 // CUDA passes of bias_act. Forward: one elementwise kernel (16-byte chunks per thread). Backward: one kernel that
 // writes grad_input and reduces the per-channel bias (and prelu slope) gradients: a block owns one channel
-// (channels-first) or 32 channels (channels-last) over a slab of the data, reduces in shared memory and adds its
-// partial sums to the fp32/fp64 accumulators with one atomicAdd per channel per block.
+// (channels-first) or up to 32 channels (channels-last) over a chunk of the data, reduces in shared memory and adds
+// its partial sums to the fp32/fp64 accumulators with one atomicAdd per channel per block.
 #include "ops/bias_act/bias_act.h"
 
 #include "common/launch.h"
@@ -46,7 +46,7 @@ __device__ __forceinline__ void backward_element(const scalar_t* gy, const scala
                                                  bool saved_is_output, acc_t b, acc_t s, acc_t& sum_b, acc_t& sum_s) {
   const acc_t dy = static_cast<acc_t>(gy[i]);
   const acc_t z = static_cast<acc_t>(saved[i]) + (saved_is_output ? acc_t(0) : b);
-  const acc_t dz = dy * act_derivative<A>(z, s);
+  const acc_t dz = dy * act_derivative_of_saved<A>(z, s, saved_is_output);
   gx[i] = static_cast<scalar_t>(dz);
   sum_b += dz;
   sum_s += slope_grad_term(dy, z);
@@ -54,19 +54,31 @@ __device__ __forceinline__ void backward_element(const scalar_t* gy, const scala
 
 constexpr int kThreads = 256;
 
-// Channels-first: block (kThreads) for channel blockIdx.x, planes n = blockIdx.y, blockIdx.y + gridDim.y, ...
+constexpr int64_t kMinPerBlock = 2048;  // values a backward block should at least handle
+
+// Channels-first: block (channel blockIdx.x, split blockIdx.y) takes values [split * chunk, (split + 1) * chunk) of
+// the channel's N * S values, j = n * S + s: chunks, not whole planes, so that a few channels (an image generator's
+// output layer: N = 1, C = 3) still fill the GPU and small planes (4x4) do not leave most lanes idle. (n, s) step by
+// the stride's own quotient and remainder: no 64-bit division per element.
 template <Act A, typename scalar_t, typename acc_t>
 __global__ void backward_planes_kernel(const scalar_t* __restrict__ gy, const scalar_t* __restrict__ saved,
-                                       scalar_t* __restrict__ gx, int64_t N, int64_t C, int64_t S,
+                                       scalar_t* __restrict__ gx, int64_t N, int64_t C, int64_t S, int64_t chunk,
                                        bool saved_is_output, bool want_slope, ChannelView<acc_t> cv,
                                        acc_t* __restrict__ grad_bias, acc_t* __restrict__ grad_slope) {
   const int64_t c = blockIdx.x;
   const acc_t b = cv.b(c), s = cv.s(c);
   acc_t sum_b = 0, sum_s = 0;
-  for (int64_t n = blockIdx.y; n < N; n += gridDim.y) {
-    const int64_t base = (n * C + c) * S;
-    for (int64_t i = threadIdx.x; i < S; i += blockDim.x)
-      backward_element<A>(gy, saved, gx, base + i, saved_is_output, b, s, sum_b, sum_s);
+  const int64_t begin = blockIdx.y * chunk, end = std::min(N * S, begin + chunk);
+  const int64_t first = begin + threadIdx.x, step_n = blockDim.x / S, step_s = blockDim.x - step_n * S;
+  int64_t n = first / S, i = first - n * S;
+  for (int64_t j = first; j < end; j += blockDim.x) {
+    backward_element<A>(gy, saved, gx, (n * C + c) * S + i, saved_is_output, b, s, sum_b, sum_s);
+    n += step_n;
+    i += step_s;
+    if (i >= S) {
+      i -= S;
+      ++n;
+    }
   }
   __shared__ acc_t sh_b[kThreads], sh_s[kThreads];
   sh_b[threadIdx.x] = sum_b;
@@ -85,28 +97,31 @@ __global__ void backward_planes_kernel(const scalar_t* __restrict__ gy, const sc
   }
 }
 
-// Channels-last: block (32, 8): threadIdx.x picks a channel of blockIdx.x's group of 32, threadIdx.y a row of
-// the rows blockIdx.y * 8 + threadIdx.y, stepping by gridDim.y * 8.
+// Channels-last: kThreads lanes map to (row lane, channel) with width = min(C, 32) channels per block, so a small C
+// uses every lane (C = 3: 85 row lanes x 3 channels, not 8 x 3 of a 32 x 8 tile). Block (channel group blockIdx.x,
+// blockIdx.y) takes rows blockIdx.y * lanes + row lane, stepping by gridDim.y * lanes.
 template <Act A, typename scalar_t, typename acc_t>
 __global__ void backward_rows_kernel(const scalar_t* __restrict__ gy, const scalar_t* __restrict__ saved,
-                                     scalar_t* __restrict__ gx, int64_t rows, int64_t C, bool saved_is_output,
-                                     bool want_slope, ChannelView<acc_t> cv, acc_t* __restrict__ grad_bias,
-                                     acc_t* __restrict__ grad_slope) {
-  const int64_t c = blockIdx.x * 32 + threadIdx.x;
+                                     scalar_t* __restrict__ gx, int64_t rows, int64_t C, int width,
+                                     bool saved_is_output, bool want_slope, ChannelView<acc_t> cv,
+                                     acc_t* __restrict__ grad_bias, acc_t* __restrict__ grad_slope) {
+  const int lanes = kThreads / width, lane_c = threadIdx.x % width, lane_r = threadIdx.x / width;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * width + lane_c;
   acc_t sum_b = 0, sum_s = 0;
-  if (c < C) {
+  if (c < C && lane_r < lanes) {
     const acc_t b = cv.b(c), s = cv.s(c);
-    for (int64_t r = blockIdx.y * 8 + threadIdx.y; r < rows; r += static_cast<int64_t>(gridDim.y) * 8)
+    for (int64_t r = static_cast<int64_t>(blockIdx.y) * lanes + lane_r; r < rows;
+         r += static_cast<int64_t>(gridDim.y) * lanes)
       backward_element<A>(gy, saved, gx, r * C + c, saved_is_output, b, s, sum_b, sum_s);
   }
-  __shared__ acc_t sh_b[8][33], sh_s[8][33];
-  sh_b[threadIdx.y][threadIdx.x] = sum_b;
-  sh_s[threadIdx.y][threadIdx.x] = sum_s;
+  __shared__ acc_t sh_b[kThreads], sh_s[kThreads];
+  sh_b[threadIdx.x] = sum_b;
+  sh_s[threadIdx.x] = sum_s;
   __syncthreads();
-  if (threadIdx.y == 0 && c < C) {
-    for (int k = 1; k < 8; ++k) {
-      sum_b += sh_b[k][threadIdx.x];
-      sum_s += sh_s[k][threadIdx.x];
+  if (lane_r == 0 && c < C) {
+    for (int k = 1; k < lanes; ++k) {
+      sum_b += sh_b[k * width + lane_c];
+      sum_s += sh_s[k * width + lane_c];
     }
     atomicAdd(grad_bias + c, sum_b);
     if (want_slope) atomicAdd(grad_slope + c, sum_s);
@@ -159,21 +174,26 @@ void backward_cuda(const at::Tensor& grad_y, const at::Tensor& saved, bool saved
     acc* gb = grad_bias.data_ptr<acc>();
     acc* gs = want_slope ? grad_slope.data_ptr<acc>() : nullptr;
     dispatch_act(act, [&]<Act A>() {
+      const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
       if (!l.channels_last) {
-        // Enough blocks to fill the GPU: split each channel's N planes over up to grid.y blocks.
-        const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-        const int64_t per_channel = std::max<int64_t>(1, std::min<int64_t>(l.N, (sms * 8 + l.C - 1) / l.C));
-        const dim3 grid(static_cast<unsigned>(l.C), static_cast<unsigned>(std::min<int64_t>(per_channel, 65535)));
+        // Enough blocks to fill the GPU: each channel's N * S values in chunks of at least kMinPerBlock.
+        const int64_t per_channel = l.N * l.S;
+        int64_t splits = std::clamp<int64_t>((sms * 8 + l.C - 1) / l.C, 1, std::max<int64_t>(1, per_channel / kMinPerBlock));
+        splits = std::min<int64_t>(splits, 65535);
+        const int64_t chunk = (per_channel + splits - 1) / splits;
+        splits = (per_channel + chunk - 1) / chunk;
+        const dim3 grid(static_cast<unsigned>(l.C), static_cast<unsigned>(splits));
         PYGAN_LAUNCH(grid, kThreads, 0, stream, backward_planes_kernel<A, scalar_t, acc>)(
-            gy, sv, gx, l.N, l.C, l.S, saved_is_output, want_slope, cv, gb, gs);
+            gy, sv, gx, l.N, l.C, l.S, chunk, saved_is_output, want_slope, cv, gb, gs);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       } else {
-        const int64_t rows = l.N * l.S, groups = (l.C + 31) / 32;
-        const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-        const int64_t row_blocks = std::max<int64_t>(1, std::min<int64_t>((rows + 63) / 64, (sms * 8 + groups - 1) / groups));
+        const int width = static_cast<int>(std::min<int64_t>(l.C, 32));
+        const int64_t rows = l.N * l.S, groups = (l.C + width - 1) / width, lanes = kThreads / width;
+        const int64_t row_blocks = std::max<int64_t>(
+            1, std::min<int64_t>((rows + lanes * 8 - 1) / (lanes * 8), (sms * 8 + groups - 1) / groups));
         const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>(std::min<int64_t>(row_blocks, 65535)));
-        PYGAN_LAUNCH(grid, dim3(32, 8), 0, stream, backward_rows_kernel<A, scalar_t, acc>)(
-            gy, sv, gx, rows, l.C, saved_is_output, want_slope, cv, gb, gs);
+        PYGAN_LAUNCH(grid, kThreads, 0, stream, backward_rows_kernel<A, scalar_t, acc>)(
+            gy, sv, gx, rows, l.C, width, saved_is_output, want_slope, cv, gb, gs);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
     });
