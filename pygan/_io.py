@@ -84,10 +84,10 @@ def image_grid(images: Tensor, nrow: int | None = None, pad: int = 2) -> np.ndar
     return grid[0] if c == 1 else grid.transpose(1, 2, 0)
 
 
-def save_grid(images: Tensor, path: str, nrow: int | None = None, scale: int = 1) -> None:
+def save_grid(images: Tensor, path: str, nrow: int | None = None, scale: int = 1, pad: int = 2) -> None:
     from PIL import Image
 
-    im = Image.fromarray(image_grid(images, nrow))
+    im = Image.fromarray(image_grid(images, nrow, pad))
     if scale > 1:
         im = im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
     with atomic_path(path, ".png") as tmp:

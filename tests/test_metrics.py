@@ -4,7 +4,7 @@ import torch
 
 from pygan import metrics
 from pygan.data import digits_split
-from pygan.metrics.digits import random_shifts
+from pygan.metrics.classifier import random_shifts
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ import torch
 
 from pygan.dcgan.models import SIZES, DCGANDiscriminator, DCGANGenerator
 from pygan.nn import BatchNormAct2d, Conv2dBNAct, ConvTranspose2dBNAct
-from pygan.nn import Conv2dBNAct, ConvTranspose2dBNAct
 
 
 @pytest.mark.parametrize("size", SIZES)

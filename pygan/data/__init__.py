@@ -2,7 +2,7 @@
 MNIST idx files, and any torch Dataset — each loaded as one ImageData."""
 
 from pygan.data.images import (DIGITS_HOLDOUT, IMAGE_EXTENSIONS, DataError, ImageData, digits_split, from_dataset,
-                               image_folder, load, load_file, read_idx)
+                               image_folder, load, load_file, open_image, read_idx)
 
 __all__ = ["DIGITS_HOLDOUT", "IMAGE_EXTENSIONS", "DataError", "ImageData", "digits_split", "from_dataset",
-           "image_folder", "load", "load_file", "read_idx"]
+           "image_folder", "load", "load_file", "open_image", "read_idx"]

@@ -65,7 +65,9 @@ def digits_split(size: int = 32) -> tuple[ImageData, ImageData]:
     return ImageData(x[tr].contiguous(), y[tr], classes), ImageData(x[ho].contiguous(), y[ho], classes)
 
 
-def _open_image(path: str, size: int, channels: int) -> np.ndarray:
+def open_image(path: str, size: int, channels: int) -> np.ndarray:
+    """An image file as a (channels, size, size) float32 array in [0, 255]: the shorter side resized to `size`
+    (bicubic), then centre-cropped; DataError when it cannot be read."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -101,7 +103,7 @@ def image_folder(root: str, size: int, channels: int = 3) -> ImageData:
     rel_dirs = [os.path.relpath(os.path.dirname(f), root) for f in files]
     labelled = all(d != "." for d in rel_dirs)
     classes = sorted(set(rel_dirs)) if labelled else []
-    x = torch.from_numpy(np.stack([_open_image(f, size, channels) for f in files]) / 127.5 - 1)
+    x = torch.from_numpy(np.stack([open_image(f, size, channels) for f in files]) / 127.5 - 1)
     y = torch.tensor([classes.index(d) for d in rel_dirs]) if labelled and len(classes) > 1 else None
     return ImageData(x.float(), y, classes if y is not None else [])
 

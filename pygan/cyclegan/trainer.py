@@ -1,0 +1,225 @@
+"""The CycleGAN trainer (Zhu et al. 2017) on the shared training core.
+
+Per step: one generator step for both generators (adversarial loss of each against its discriminator, cycle L1
+x cycle_weight both ways, identity L1 x identity_weight x cycle_weight both ways), then one step for both
+discriminators on real images vs generated ones drawn through a history pool of `pool_size` images per domain.
+Adam for both pairs; the learning rate is constant, then decays linearly to 0 from `decay_start` x steps on.
+Every random draw (minibatches, the pools' choices) comes from the checkpointed generator: resume is exact.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pygan import losses
+from pygan._io import save_grid
+from pygan.cyclegan.data import Domains, load_domains
+from pygan.cyclegan.evaluate import CHECKPOINT_FORMAT, evaluate, write_metrics
+from pygan.cyclegan.models import UPSAMPLE, Discriminators, Generators
+from pygan.training import TrainConfig, TrainerBase, default, option, plot_curves
+
+
+@dataclass
+class CycleGANConfig(TrainConfig):
+    data_a: str = option("digits", "domain A: 'digits' (the embedded digit domains, whose true translation is "
+                                   "known; then data_b is 'digits' too) or a folder of images")
+    data_b: str = option("digits", "domain B: 'digits' or a folder of images")
+    out: str = default("runs/cyclegan")
+    size: int = option(32, "image size (images are resized and centre-cropped to size x size)", ge=8)
+    width: int = option(16, "generator width: channels of its first layer (the paper: 64)", ge=1)
+    blocks: int = option(6, "generator residual blocks (the paper: 6 at 128x128, 9 at 256x256)", ge=1)
+    upsample: str = option("transpose", "generator upsampling: transpose (the paper) or resize (nearest 2x + "
+                                        "conv: no checkerboard artefacts)", choices=UPSAMPLE)
+    flip: bool = option(True, "random horizontal flips of the training images (image folders; the embedded "
+                                "digits are never flipped)")
+    d_width: int = option(16, "discriminator width (the paper: 64)", ge=1)
+    d_layers: int = option(3, "discriminator stride-2 layers (3: 70x70 patches)", ge=1)
+    steps: int = option(1500, "training steps", ge=1)
+    batch_size: int = default(8)
+    loss: str = default("least_squares")
+    lr: float = option(2e-4, "Adam learning rate of the generators and the discriminators", gt=0)
+    decay_start: float = option(0.5, "the learning rate decays linearly to 0 from this fraction of the steps on",
+                                ge=0, lt=1)
+    cycle_weight: float = option(10.0, "weight of the cycle-consistency L1 loss (0: off, the ablation)", ge=0)
+    identity_weight: float = option(0.0, "weight of the identity L1 loss G(y) ~ y, relative to cycle_weight (0: "
+                                    "off; the paper's code uses 0.5 to keep colours, e.g. painting <-> photo; it "
+                                    "resists translations that change brightness, as the embedded domains' does)",
+                                    ge=0)
+    pool_size: int = option(50, "generated images kept per discriminator's history pool (0: no pool)", ge=0)
+    ema_decay: float = default(0.0)
+    sample_every: int = default(500)
+    checkpoint_every: int = default(500)
+    grid_size: int = option(8, "images per row of the sample grids", ge=1)
+    eval: bool = option(True, "the embedded domains: score the held-out translations at the end")
+
+    def check(self) -> None:
+        if self.size % 4:
+            raise ValueError(f"size must be a multiple of 4, got {self.size}")
+        if self.size // 2 ** self.d_layers < 3:  # its last instance norm needs more than one value per plane
+            raise ValueError(f"size {self.size} is too small for a discriminator of {self.d_layers} layers "
+                             f"(size / 2**d_layers must be >= 3)")
+
+
+class ImagePool:
+    """The last `size` generated images (Shrivastava et al. 2017): each new image is returned as is while the pool
+    fills; then, with probability 1/2, a stored image is returned instead and the new one takes its place."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.images: Tensor | None = None  # (k, C, H, W), k <= size
+
+    def query(self, x: Tensor, gen: torch.Generator) -> Tensor:
+        if self.size == 0:
+            return x
+        out = []
+        for img in x.detach():
+            img = img[None]
+            n = 0 if self.images is None else self.images.shape[0]
+            if n < self.size:
+                self.images = img.clone() if self.images is None else torch.cat([self.images, img])
+                out.append(img)
+                continue
+            swap = torch.rand((), generator=gen, device=gen.device) < 0.5
+            j = int(torch.randint(0, n, (), generator=gen, device=gen.device))
+            if swap:
+                out.append(self.images[j:j + 1].clone())
+                self.images[j] = img[0]
+            else:
+                out.append(img)
+        return torch.cat(out)
+
+    def state_dict(self) -> dict:
+        return {"size": self.size, "images": None if self.images is None else self.images.cpu()}
+
+    def load_state_dict(self, state: dict, device) -> None:
+        self.size = state["size"]
+        self.images = None if state["images"] is None else state["images"].to(device)
+
+
+class CycleGANTrainer(TrainerBase):
+    checkpoint_format = CHECKPOINT_FORMAT
+    checkpoint_kind = "CycleGAN"
+    config_class = CycleGANConfig
+
+    def __init__(self, config: CycleGANConfig, dataset: Domains | None = None):
+        """`dataset` (optional): a pygan.cyclegan.data.Domains to train on instead of data_a / data_b."""
+        cfg = self._setup(config)
+        self.domains = dataset if dataset is not None else load_domains(cfg.data_a, cfg.data_b, cfg.size)
+        self.a = self.domains.a.images.to(self.device)
+        self.b = self.domains.b.images.to(self.device)
+        if self.a.shape[1:] != self.b.shape[1:]:
+            raise ValueError(f"the domains' images differ in shape: A {tuple(self.a.shape[1:])}, "
+                             f"B {tuple(self.b.shape[1:])}")
+        c = self.a.shape[1]
+        self.flip = cfg.flip and self.domains.test_a is None  # mirrored digits are other shapes: folders only
+        self.setup_pair(Generators(c, cfg.width, cfg.blocks, cfg.upsample, cfg.fused),
+                        Discriminators(c, cfg.d_width, cfg.d_layers, cfg.fused), cfg.lr, cfg.lr)
+        self.pool_a, self.pool_b = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)
+        # fixed images for the sample grids
+        k = min(cfg.grid_size, len(self.a), len(self.b))
+        self.sample_a, self.sample_b = self.a[:k].clone(), self.b[:k].clone()
+
+    def learning_rate(self) -> float:
+        """Constant, then linear decay to 0 from decay_start x steps (a function of the step: exact on resume)."""
+        cfg = self.config
+        start = int(cfg.decay_start * cfg.steps)
+        if self.step < start:
+            return cfg.lr
+        return cfg.lr * (cfg.steps - self.step) / (cfg.steps - start + 1)
+
+    def _batch(self, images: Tensor) -> Tensor:
+        n = self.config.batch_size
+        idx = torch.randint(0, len(images), (n,), generator=self.gen, device=self.device)
+        x = images[idx[self.my_slice]]
+        if self.flip:  # drawn for the global batch, so that every process count sees the same images
+            mirror = (torch.rand(n, generator=self.gen, device=self.device) < 0.5)[self.my_slice]
+            x = torch.where(mirror.view(-1, 1, 1, 1), x.flip(-1), x)
+        return self.prep(x)
+
+    def train_step(self) -> dict:
+        cfg = self.config
+        rate = self.learning_rate()
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = rate
+        real_a, real_b = self._batch(self.a), self._batch(self.b)
+        self.G.train()
+        self.D.train()
+        idt = cfg.identity_weight * cfg.cycle_weight
+        self.D.requires_grad_(False)  # G's step needs D's input gradient only
+        try:
+            with self.autocast():
+                out = self.g_fwd(real_a, real_b, identity=idt > 0)
+                fake_a, fake_b = out["fake_a"].float(), out["fake_b"].float()
+                logits_a, logits_b = self.d_plain(fake_a, fake_b)
+                adv = (losses.generator_loss(logits_a.float(), cfg.loss).loss
+                       + losses.generator_loss(logits_b.float(), cfg.loss).loss)
+                cycle = F.l1_loss(out["rec_a"].float(), real_a) + F.l1_loss(out["rec_b"].float(), real_b)
+                loss_g = adv + cfg.cycle_weight * cycle
+                if idt > 0:
+                    identity = F.l1_loss(out["idt_a"].float(), real_a) + F.l1_loss(out["idt_b"].float(), real_b)
+                    loss_g = loss_g + idt * identity
+            self.check_finite("generator", loss_g)
+            gnorm_g = self.optimizer_step(loss_g, self.opt_g, self.scaler_g, self.G.parameters())
+        finally:
+            self.D.requires_grad_(True)
+
+        # real and pooled fakes in one batch per discriminator (instance norm: per-sample statistics)
+        pa, pb = self.pool_a.query(fake_a, self.gen), self.pool_b.query(fake_b, self.gen)
+        n_a, n_b = real_a.shape[0], real_b.shape[0]
+        with self.autocast():
+            la, lb = self.d_fwd(self.prep(torch.cat([real_a, pa])), self.prep(torch.cat([real_b, pb])))
+            la, lb = la.float(), lb.float()
+            out_a = losses.discriminator_loss(la[:n_a], la[n_a:], cfg.loss)
+            out_b = losses.discriminator_loss(lb[:n_b], lb[n_b:], cfg.loss)
+            loss_d = out_a.loss + out_b.loss
+        self.check_finite("discriminator", loss_d)
+        gnorm_d = self.optimizer_step(loss_d, self.opt_d, self.scaler_d, self.D.parameters())
+        self.update_ema()
+        self.step += 1
+        rec = {"step": self.step, "lr": rate, "loss_g": float(loss_g.detach()), "loss_adv": float(adv.detach()),
+               "loss_cycle": float(cycle.detach()), "loss_d_a": float(out_a.loss.detach()),
+               "loss_d_b": float(out_b.loss.detach()), "grad_norm_g": gnorm_g, "grad_norm_d": gnorm_d}
+        if idt > 0:
+            rec["loss_identity"] = float(identity.detach())
+        return rec
+
+    def progress_postfix(self, rec: dict) -> dict:
+        return dict(G=f"{rec['loss_g']:.3f}", cyc=f"{rec['loss_cycle']:.3f}", DA=f"{rec['loss_d_a']:.3f}",
+                    DB=f"{rec['loss_d_b']:.3f}")
+
+    # ---------------------------------------------------------------- outputs
+    @torch.no_grad()
+    def on_sample(self) -> None:
+        """samples/step_*.png: rows x, G(x), F(G(x)) and y, F(y), G(F(y)); and the loss curves."""
+        G = self.evaluation_generator
+        was = G.training
+        G.eval()
+        out = G(self.sample_a, self.sample_b, identity=False)
+        G.train(was)
+        rows = [self.sample_a, out["fake_b"], out["rec_a"], self.sample_b, out["fake_a"], out["rec_b"]]
+        save_grid(torch.cat([r.float() for r in rows]), os.path.join(self.config.out, "samples",
+                                                                     f"step_{self.step:06d}.png"),
+                  nrow=self.sample_a.shape[0], scale=2)
+        plot_curves(os.path.join(self.config.out, "curves.png"), self.history,
+                    [("generators", {"loss_adv": "adversarial", "loss_cycle": "cycle L1", "loss_identity": "identity L1"}),
+                     (f"discriminators ({self.config.loss})", {"loss_d_a": "D_A", "loss_d_b": "D_B"})])
+
+    def models_state_dict(self) -> dict:
+        return {"pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict()}
+
+    def load_models_state_dict(self, ckpt: dict) -> None:
+        self.pool_a.load_state_dict(ckpt["pool_a"], self.device)
+        self.pool_b.load_state_dict(ckpt["pool_b"], self.device)
+
+    def finish(self) -> dict:
+        if not (self.config.eval and self.domains.test_a is not None):
+            return {}
+        metrics = {"step": self.step, **evaluate(self.evaluation_generator, self.domains)}
+        write_metrics(metrics, os.path.join(self.config.out, "metrics.json"))
+        return metrics
