@@ -7,6 +7,7 @@
 // per element (common/channel_index.h).
 #include "ops/batch_norm_act/batch_norm_act.h"
 
+#include "common/accumulators.cuh"
 #include "common/launch.h"
 #include "common/vector_chunks.cuh"
 
@@ -52,47 +53,6 @@ ChannelArgs<acc> channel_args(const ChannelParams& p) {
   const int64_t stride = p.slope.defined() && p.slope.numel() > 1 ? 1 : 0;
   return {ptr(p.mean), ptr(p.invstd), ptr(p.gamma), ptr(p.beta), ptr(p.slope), stride, static_cast<acc>(p.leaky_slope)};
 }
-
-// ---------------------------------------------------------------- accumulators
-
-// Accumulators are aggregates without initializers (so they can live in __shared__ arrays); `Acc a{}` is zero.
-template <typename acc>
-struct Welford {
-  acc n, mean, m2;
-  __device__ __forceinline__ void add(acc x) {
-    n += acc(1);
-    const acc d = x - mean;
-    mean += d / n;
-    m2 += d * (x - mean);
-  }
-  __device__ __forceinline__ void merge(const Welford& o) {
-    if (o.n == acc(0)) return;
-    if (n == acc(0)) { *this = o; return; }
-    const acc total = n + o.n, d = o.mean - mean;
-    mean += d * (o.n / total);
-    m2 += o.m2 + d * d * (n * o.n / total);
-    n = total;
-  }
-  __device__ __forceinline__ Welford shfl_down(int offset) const {
-    return {__shfl_down_sync(0xffffffff, n, offset), __shfl_down_sync(0xffffffff, mean, offset),
-            __shfl_down_sync(0xffffffff, m2, offset)};
-  }
-};
-
-template <typename acc>
-struct GradSums {
-  acc dz, dz_xhat, slope;
-  __device__ __forceinline__ void add(const GradSums& e) { merge(e); }
-  __device__ __forceinline__ void merge(const GradSums& o) {
-    dz += o.dz;
-    dz_xhat += o.dz_xhat;
-    slope += o.slope;
-  }
-  __device__ __forceinline__ GradSums shfl_down(int offset) const {
-    return {__shfl_down_sync(0xffffffff, dz, offset), __shfl_down_sync(0xffffffff, dz_xhat, offset),
-            __shfl_down_sync(0xffffffff, slope, offset)};
-  }
-};
 
 // ---------------------------------------------------------------- reductions per channel
 

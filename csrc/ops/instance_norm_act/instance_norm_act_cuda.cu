@@ -11,8 +11,8 @@
 //    kernel, then an element pass in 16-byte chunks: forward 3 sweeps, backward 5.
 #include "ops/instance_norm_act/instance_norm_act.h"
 
+#include "common/accumulators.cuh"
 #include "common/launch.h"
-
 #include "common/vector_chunks.cuh"
 
 #include <ATen/ATen.h>
@@ -69,38 +69,6 @@ __device__ __forceinline__ void recover(acc s, acc rv, int64_t plane, int64_t c,
     z = xh * p.gamma[c] + p.beta[c] + rv;
   }
 }
-
-// ---------------------------------------------------------------- accumulators
-
-template <typename acc>
-struct Welford {
-  acc n, mean, m2;
-  __device__ __forceinline__ void add(acc x) {
-    n += acc(1);
-    const acc d = x - mean;
-    mean += d / n;
-    m2 += d * (x - mean);
-  }
-  __device__ __forceinline__ void merge(const Welford& o) {
-    if (o.n == acc(0)) return;
-    if (n == acc(0)) { *this = o; return; }
-    const acc total = n + o.n, d = o.mean - mean;
-    mean += d * (o.n / total);
-    m2 += o.m2 + d * d * (n * o.n / total);
-    n = total;
-  }
-};
-
-template <typename acc>
-struct GradSums {
-  acc dz, dz_xhat, slope;
-  __device__ __forceinline__ void add(const GradSums& e) { merge(e); }
-  __device__ __forceinline__ void merge(const GradSums& o) {
-    dz += o.dz;
-    dz_xhat += o.dz_xhat;
-    slope += o.slope;
-  }
-};
 
 // The sum of v over the block, returned to every thread (deterministic order). scratch: 32 values of shared memory.
 template <typename T>
