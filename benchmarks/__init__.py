@@ -13,4 +13,5 @@ SUITES = [
     "benchmarks.blocks",
     "benchmarks.dcgan",
     "benchmarks.srgan",
+    "benchmarks.cyclegan",
 ]
