@@ -1,7 +1,7 @@
 #pragma once
 // The accumulators of the CUDA statistics and gradient-sum reductions (batch_norm_act, instance_norm_act): add one
 // element, merge another accumulator (the fixed merge order of the split reductions relies on merge alone), and
-// shfl_down for warp reductions.
+// shfl_down for warp reductions; and the write of gradient-sum totals.
 namespace pygan {
 
 // Accumulators are aggregates without initializers (so they can live in __shared__ arrays); `Acc a{}` is zero.
@@ -40,6 +40,20 @@ struct GradSums {
   __device__ __forceinline__ GradSums shfl_down(int offset) const {
     return {__shfl_down_sync(0xffffffff, dz, offset), __shfl_down_sync(0xffffffff, dz_xhat, offset),
             __shfl_down_sync(0xffffffff, slope, offset)};
+  }
+};
+
+// The finishing step of a GradSums reduction: the totals of reduction i (a channel, or an instance's plane) to
+// three arrays; slope is null unless the activation has a learned slope.
+template <typename acc>
+struct WriteGradSums {
+  acc* dz;
+  acc* dz_xhat;
+  acc* slope;
+  __device__ void operator()(int64_t i, const GradSums<acc>& t) const {
+    dz[i] = t.dz;
+    dz_xhat[i] = t.dz_xhat;
+    if (slope) slope[i] = t.slope;
   }
 };
 

@@ -254,18 +254,6 @@ struct LoadGrad {
   }
 };
 
-template <typename acc>
-struct WriteGradSums {
-  acc* dz;
-  acc* dz_xhat;
-  acc* slope;  // null unless Leaky
-  __device__ void operator()(int64_t c, const GradSums<acc>& t) const {
-    dz[c] = t.dz;
-    dz_xhat[c] = t.dz_xhat;
-    if (slope) slope[c] = t.slope;
-  }
-};
-
 // ---------------------------------------------------------------- backend functions
 
 void batch_stats_cuda(const at::Tensor& x, const Layout& l, double eps, at::Tensor& mean, at::Tensor& invstd) {

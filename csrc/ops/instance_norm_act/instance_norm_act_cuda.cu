@@ -276,18 +276,6 @@ struct LoadGrad {
   }
 };
 
-template <typename acc>
-struct WriteGradSums {
-  acc* dz;
-  acc* dz_xhat;
-  acc* slope;  // null unless prelu
-  __device__ void operator()(int64_t plane, const GradSums<acc>& t) const {
-    dz[plane] = t.dz;
-    dz_xhat[plane] = t.dz_xhat;
-    if (slope) slope[plane] = t.slope;
-  }
-};
-
 // ---------------------------------------------------------------- element passes
 // grid (x, samples): blockIdx.y walks the samples, each a run of C * S elements whose channels a cursor follows.
 
