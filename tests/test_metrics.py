@@ -38,11 +38,16 @@ def test_classifier_cached_and_metrics(cache):
     assert m["kl_from_uniform"] < 0.01 and m["frechet_distance"] < 1e-6
     lo, hi = m["real_train_frechet_distance_ci95"]
     assert lo <= hi and m["real_train_frechet_distance"] > 0
+    # the held-out digits scored against themselves: inside their own manifold, all of it covered
+    assert m["precision"] == m["recall"] == m["coverage"] == 1.0
+    assert 0.5 < m["real_train_recall"] <= 1 and 0.5 < m["real_train_precision"] <= 1
+    assert abs(m["real_train_kid"]) < 3 * m["real_train_kid_std"] and m["real_train_samples_compared"] == len(held)
     # one class repeated: the histogram collapses and the distance grows
     ones = held.images[held.labels == 1]
     c = metrics.evaluate_digits(ones, n_boot=5)
     assert c["min_class_fraction"] < 0.05 and c["kl_from_uniform"] > 1.5
     assert c["frechet_distance"] > 3 * m["real_train_frechet_distance"]
+    assert c["recall_ratio"] < 0.3 and c["coverage"] < 0.3 and c["kid"] > 3 * c["real_train_kid_std"]
 
 
 def test_random_shifts_move_each_image_by_its_own_offset():

@@ -53,6 +53,13 @@ def format_metrics(m: dict) -> str:
         f"real train vs held-out: {m['real_train_frechet_distance']:.3f} [{rlo:.3f}, {rhi:.3f}]; "
         f"ratio {m['frechet_ratio']:.2f}",
     ]
+    if "kid" in m:
+        lines.append(f"KID to held-out digits: {m['kid']:.4g} (spread {m['kid_std']:.3g}); real train vs held-out: "
+                     f"{m['real_train_kid']:.4g} ({m['real_train_kid_std']:.3g})")
+    if "recall" in m:
+        lines.append("vs held-out digits (real train's in parentheses): " + ", ".join(
+            f"{k} {m[k]:.3f} [95% CI {m[k + '_ci95'][0]:.3f}, {m[k + '_ci95'][1]:.3f}] ({m['real_train_' + k]:.3f})"
+            for k in ("precision", "recall", "density", "coverage")) + f"; recall ratio {m['recall_ratio']:.2f}")
     if "label_accuracy" in m:
         lines.append(f"conditional label accuracy: {m['label_accuracy']:.3f}")
     return "\n".join(lines)

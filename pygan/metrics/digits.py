@@ -1,8 +1,9 @@
 """Digits metrics: a small CNN classifier trained on the training split of the embedded digits (cached, atomically, under
 $PYGAN_CACHE or ~/.cache/pygan), scored on the held-out split; on generated samples it gives the mean confidence,
-the class histogram and its KL divergence from uniform, the Fréchet distance in its feature space to held-out real
-digits (next to the same distance for real training digits: the floor a perfect generator would reach), with
-bootstrap confidence intervals, and the label accuracy of a conditional generator.
+the class histogram and its KL divergence from uniform, and, in its feature space against held-out real digits, the
+Fréchet distance, KID, precision/recall and density/coverage — each next to the same figure for real training
+digits (what a perfect generator would score), with bootstrap intervals or subset spreads — and the label accuracy
+of a conditional generator.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -17,6 +19,8 @@ from pygan._io import atomic_torch_save
 from pygan.data import digits_split
 from pygan.metrics.classifier import SmallClassifier as DigitsClassifier, cache_dir, classify, fit_classifier
 from pygan.metrics.frechet import bootstrap_frechet_distance
+from pygan.metrics.kid import kernel_distance
+from pygan.metrics.manifold import manifold_metrics
 
 CLASSIFIER_VERSION = 2  # bump when the classifier or its training changes: old cache files are then ignored
 
@@ -79,6 +83,33 @@ def evaluate_digits(images: Tensor, labels: Tensor | None = None, n_boot: int = 
         "real_train_frechet_distance": rd, "real_train_frechet_distance_ci95": [rd_lo, rd_hi],
         "frechet_ratio": fd / rd if rd > 0 else float("inf"),
     }
+    out.update(_set_metrics(feats.numpy(), f_train.numpy(), f_held.numpy(), n_boot, seed))
     if labels is not None:
         out["label_accuracy"] = float((pred == labels.cpu()).float().mean())
+    return out
+
+
+def _set_metrics(f_gen, f_train, f_held, n_boot: int, seed: int) -> dict:
+    """KID and the k-NN metrics of generated features against held-out real ones, each beside the same figure for
+    as many real training digits (the k-NN metrics depend on the sample sizes; KID's subsets are capped alike)."""
+    rng = np.random.default_rng(seed)
+    f_real = f_train[rng.choice(len(f_train), min(len(f_gen), len(f_train)), replace=False)]
+    out = {}
+    if len(f_gen) < 2:
+        return out
+    size = min(len(f_gen), len(f_real), len(f_held)) // 2  # subsets of half the smallest set: a spread that means something
+    # The cubic kernel (x.y / d + 1)^3 was made for Inception features, whose x.x / d is below 1; this classifier's
+    # is about 50, where the cubic term swamps the others and the estimate's spread grows ~10^4-fold. One scale for
+    # all three sets (from the real training digits) brings them to x.x / d = 1; no other metric depends on it.
+    unit = float(np.sqrt((f_train ** 2).sum(1).mean() / f_train.shape[1]))
+    for prefix, f in (("", f_gen), ("real_train_", f_real)):
+        out[prefix + "kid"], out[prefix + "kid_std"] = kernel_distance(f / unit, f_held / unit, subset_size=size,
+                                                                       seed=seed)
+    if min(len(f_gen), len(f_real), len(f_held)) > 5:  # k-NN radii need k + 1 samples
+        gen, real = manifold_metrics(f_held, f_gen, n_boot=n_boot, seed=seed), manifold_metrics(f_held, f_real,
+                                                                                               n_boot=n_boot, seed=seed)
+        out.update(gen)
+        out.update({"real_train_" + k: v for k, v in real.items() if not k.startswith("k_")})
+        out["recall_ratio"] = gen["recall"] / real["recall"] if real["recall"] > 0 else float("nan")
+    out["real_train_samples_compared"] = len(f_real)
     return out

@@ -31,17 +31,23 @@ def load_inception(path: str) -> Callable[[Tensor], Tensor]:
 
 
 @torch.no_grad()
+def image_features(images: Tensor, feature_extractor: Callable[[Tensor], Tensor] | None = None,
+                   inception_weights: str | None = None, batch: int = 100) -> np.ndarray:
+    """Features (N, D) of images (N, C, H, W) in [-1, 1] from `feature_extractor` or a local Inception file, in
+    batches: the input of frechet_distance, kernel_distance and manifold_metrics."""
+    if feature_extractor is None:
+        if inception_weights is None:
+            raise ValueError("a feature_extractor or a local inception_weights file is needed; pygan never "
+                             "downloads weights")
+        feature_extractor = load_inception(inception_weights)
+    return torch.cat([feature_extractor(images[i:i + batch]).flatten(1).double().cpu()
+                      for i in range(0, len(images), batch)]).numpy()
+
+
 def fid(real: Tensor, fake: Tensor, feature_extractor: Callable[[Tensor], Tensor] | None = None,
         inception_weights: str | None = None, batch: int = 100) -> float:
     """Fréchet distance between the features of two image sets (N, C, H, W) in [-1, 1]."""
-    if feature_extractor is None:
-        if inception_weights is None:
-            raise ValueError("fid needs a feature_extractor or a local inception_weights file; pygan never "
-                             "downloads weights")
-        feature_extractor = load_inception(inception_weights)
-
-    def feats(x: Tensor) -> np.ndarray:
-        return torch.cat([feature_extractor(x[i:i + batch]).flatten(1).double().cpu()
-                          for i in range(0, len(x), batch)]).numpy()
-
-    return frechet_distance(feats(real), feats(fake))
+    if feature_extractor is None and inception_weights is not None:
+        feature_extractor = load_inception(inception_weights)  # loaded once for both sets
+    return frechet_distance(image_features(real, feature_extractor, inception_weights, batch),
+                            image_features(fake, feature_extractor, inception_weights, batch))
