@@ -159,11 +159,24 @@ def test_short_run_changes_params_and_writes_outputs(digits, tmp_path):
     assert ckpt["text"]["vocab"][:2] == ["<pad>", "<unk>"] and ckpt["calibration"].shape[1] == 8
 
 
+def test_hard_mismatches_share_the_class_and_do_not_fit(digits, tmp_path):
+    tr = Text2ImageTrainer(tiny(tmp_path, hard_mismatch=1.0), small(digits))
+    img = torch.arange(100)
+    rand = torch.full((100,), -1)
+    wrong = tr._hard_mismatch(img, rand)
+    hard = wrong >= 0
+    assert hard.float().mean() > 0.3  # the rest drew a caption that fits: the random one stays
+    m, lv = tr.meanings[wrong[hard]], tr.levels[img[hard]]
+    assert torch.equal(m[:, 0], tr.labels[img[hard]])
+    assert (((m[:, 1] >= 0) & (m[:, 1] != lv[:, 0])) | ((m[:, 2] >= 0) & (m[:, 2] != lv[:, 1]))).all()
+    assert (tr._hard_mismatch(img, rand) != wrong).any()  # drawn afresh each time
+
+
 def test_resume_is_exact(digits, tmp_path):
     data = small(digits)
-    straight = Text2ImageTrainer(tiny(tmp_path / "a"), data)
+    straight = Text2ImageTrainer(tiny(tmp_path / "a", hard_mismatch=0.5), data)
     straight.train()
-    first = Text2ImageTrainer(tiny(tmp_path / "b"), data)
+    first = Text2ImageTrainer(tiny(tmp_path / "b", hard_mismatch=0.5), data)
     for _ in range(2):
         first.log(first.train_step())
     resumed = Text2ImageTrainer.resume(first.save_checkpoint(), data)

@@ -50,6 +50,10 @@ class Text2ImageConfig(TrainConfig):
     lr_d: float = option(2e-4, "discriminator learning rate (Adam)", gt=0)
     mismatch_weight: float = option(0.5, "GAN-CLS: weight of D's (real image, mismatching caption) term; the "
                                          "generated-image term gets 1 minus it (0: plain conditional GAN)", ge=0, lt=1)
+    hard_mismatch: float = option(0.0, "share of the mismatching captions drawn from another image of the same "
+                                       "class that the caption does not fit (captioned digits only: it needs the "
+                                       "captions' meanings; teaches D the attributes, not just the class; 0: all "
+                                       "random, as the paper)", ge=0)
     int_weight: float = option(1.0, "GAN-INT: weight of G's loss on interpolated caption embeddings (0: off)", ge=0)
     int_beta: float = option(0.5, "GAN-INT: interpolation beta h1 + (1 - beta) h2", ge=0, lt=1)
     sample_every: int = default(500)
@@ -57,6 +61,10 @@ class Text2ImageConfig(TrainConfig):
     grid_size: int = option(8, "images per caption in the sample grids", ge=1)
     eval: bool = option(True, "embedded digits: score the model at the end (class and attribute match, held-out "
                               "combinations, variety)")
+
+    def check(self) -> None:
+        if self.hard_mismatch > 1:
+            raise ValueError(f"hard_mismatch must be in [0, 1], got {self.hard_mismatch}")
 
 
 class Text2ImageTrainer(TrainerBase):
@@ -77,6 +85,15 @@ class Text2ImageTrainer(TrainerBase):
         self._embed_captions()
         self.images = train.images.to(self.device)
         self.first, self.count = train.first.to(self.device), train.count.to(self.device)
+        if train.labels is not None and train.meanings is not None:  # images grouped by class, for hard mismatches
+            order = torch.argsort(train.labels, stable=True)
+            counts = torch.bincount(train.labels)
+            self.by_class, self.class_count = order.to(self.device), counts.to(self.device)
+            self.class_first = (torch.cumsum(counts, 0) - counts).to(self.device)
+            self.labels, self.levels = train.labels.to(self.device), train.levels.to(self.device)
+            self.meanings = train.meanings.to(self.device)
+        else:
+            self.by_class = None
         c = train.images.shape[1]
         self.setup_pair(TextGenerator(cfg.size, c, cfg.latent_dim, cfg.text_dim, cfg.proj_dim, cfg.g_width, cfg.fused),
                         MatchingDiscriminator(cfg.size, c, cfg.text_dim, cfg.proj_dim, cfg.d_width, cfg.fused),
@@ -99,6 +116,8 @@ class Text2ImageTrainer(TrainerBase):
         img = torch.randint(0, len(self.images), (n,), generator=gen, device=dev)
         cap = self.first[img] + (torch.rand(n, generator=gen, device=dev) * self.count[img]).long()
         wrong = torch.randint(0, len(self.embeddings), (n,), generator=gen, device=dev)
+        if cfg.hard_mismatch > 0 and self.by_class is not None:
+            wrong = self._hard_mismatch(img, wrong)
         z = torch.randn(n, cfg.latent_dim, generator=gen, device=dev)
         use_int = cfg.int_weight > 0
         if use_int:  # the interpolation partner: another caption of the batch
@@ -141,6 +160,19 @@ class Text2ImageTrainer(TrainerBase):
         return {"step": self.step, "loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()),
                 "d_real": float(sr), "d_mismatch": float(sw), "d_fake": float(sf),
                 "grad_norm_g": gnorm_g, "grad_norm_d": gnorm_d}
+
+    def _hard_mismatch(self, img, wrong):
+        """With probability hard_mismatch, the mismatching caption of image i becomes a caption of a random image
+        of i's class, kept when it does not fit i (another thickness or slant); otherwise the random one stays."""
+        n, gen, dev = len(img), self.gen, self.device
+        cls = self.labels[img]
+        other = self.by_class[self.class_first[cls] + (torch.rand(n, generator=gen, device=dev)
+                                                       * self.class_count[cls]).long()]
+        cand = self.first[other] + (torch.rand(n, generator=gen, device=dev) * self.count[other]).long()
+        m, lv = self.meanings[cand], self.levels[img]
+        fits = ((m[:, 1] < 0) | (m[:, 1] == lv[:, 0])) & ((m[:, 2] < 0) | (m[:, 2] == lv[:, 1]))
+        hard = (torch.rand(n, generator=gen, device=dev) < self.config.hard_mismatch) & ~fits
+        return torch.where(hard, cand, wrong)
 
     def progress_postfix(self, rec: dict) -> dict:
         return dict(G=f"{rec['loss_g']:.3f}", D=f"{rec['loss_d']:.3f}", real=f"{rec['d_real']:.2f}",
