@@ -16,9 +16,9 @@ from pygan.text2image import attributes as attrs
 from pygan.text2image.data import HELD_OUT, in_held_out
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    # text encoders are cached per dataset: keep the tests' tiny ones out of the user's cache
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    # an empty cache folder of its own, to see what is written there
     monkeypatch.setenv("PYGAN_CACHE", str(tmp_path / "cache"))
 
 
@@ -58,7 +58,7 @@ def test_tokenizer_unknown_words_and_empty_captions():
         Tokenizer(["a", "b"])
 
 
-def test_text_encoder_pretraining_and_cache(digits, tmp_path):
+def test_text_encoder_pretraining_and_cache(digits, tmp_path, own_cache):
     d = small(digits).train
     text = pretrain(d, dim=8, steps=3)
     e = text.embed(["a thick seven", "a thick seven", "zzz unknown words"])

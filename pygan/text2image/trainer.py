@@ -44,13 +44,13 @@ class Text2ImageConfig(TrainConfig):
                                      "after first use)", ge=1)
     proj_dim: int = option(32, "size the text embedding is projected to in G and in D", ge=1)
     g_width: int = option(32, "generator width: channels of its last hidden layer, doubled towards 4x4", ge=1)
-    d_width: int = option(32, "discriminator width: channels of its first layer, doubled per downsampling", ge=1)
+    d_width: int = option(16, "discriminator width: channels of its first layer, doubled per downsampling", ge=1)
     steps: int = option(3000, "training steps", ge=1)
     lr_g: float = option(2e-4, "generator learning rate (Adam)", gt=0)
     lr_d: float = option(2e-4, "discriminator learning rate (Adam)", gt=0)
     mismatch_weight: float = option(0.5, "GAN-CLS: weight of D's (real image, mismatching caption) term; the "
                                          "generated-image term gets 1 minus it (0: plain conditional GAN)", ge=0, lt=1)
-    hard_mismatch: float = option(0.0, "share of the mismatching captions drawn from another image of the same "
+    hard_mismatch: float = option(0.5, "share of the mismatching captions drawn from another image of the same "
                                        "class that the caption does not fit (captioned digits only: it needs the "
                                        "captions' meanings; teaches D the attributes, not just the class; 0: all "
                                        "random, as the paper)", ge=0)
@@ -183,7 +183,8 @@ class Text2ImageTrainer(TrainerBase):
         """A copy of the evaluation generator with recalibrated BatchNorm statistics, in eval mode."""
         import copy
 
-        return recalibrate_bn(copy.deepcopy(self.evaluation_generator), self.calibration, seed=self.config.seed)
+        # seed 0, as load_model: the scores at the end of training and those of eval-text2image are the same
+        return recalibrate_bn(copy.deepcopy(self.evaluation_generator), self.calibration, seed=0)
 
     @torch.no_grad()
     def on_sample(self) -> None:
