@@ -199,7 +199,8 @@ def test_caption_folder_loading_and_training(tmp_path):
     _caption_folder(tmp_path / "f")
     d = caption_folder(str(tmp_path / "f"), 16)
     assert d.train.images.shape == (3, 3, 16, 16) and not d.digits
-    assert d.train.captions[:2] == ["a picture number 0", "a grey square 0"] and d.train.owner.tolist() == [0, 0, 1, 1, 2, 2]
+    assert d.train.captions[:2] == ["a picture number 0", "a grey square 0"]
+    assert d.train.owner.tolist() == [0, 0, 1, 1, 2, 2]
     tr = Text2ImageTrainer(tiny(tmp_path, data=str(tmp_path / "f"), eval=True, steps=2, batch_size=2))
     assert tr.train() == {} and tr.grid_captions == ["a picture number 0", "a picture number 1", "a picture number 2"]
     os.remove(tmp_path / "f" / "im1.txt")

@@ -18,7 +18,8 @@ def register(train_commands, commands) -> None:
                       "scored: class and attribute match on held-out captions and on combinations never trained on, "
                       "and variety within a caption.", report=format_metrics)
     what = "`pygan train text2image`"
-    e = add_checkpoint_command(commands, "eval-text2image", "score a text-to-image model trained on the embedded digits",
+    e = add_checkpoint_command(commands, "eval-text2image",
+                               "score a text-to-image model trained on the embedded digits",
                                "Class match, attribute match (seen and held-out combinations) and variety within a "
                                "caption, with bootstrap intervals.", _eval, what)
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")

@@ -145,17 +145,16 @@ def evaluate(G, text, data, n_boot: int = 1000, seed: int = 0) -> dict:
     emb = text.embed([test.captions[i] for i in pick])
     ratios, real_ratios = [], []
     for k, i in enumerate(pick):
-        cls = int(test.meanings[i, 0])
+        cls, t, s = (int(v) for v in test.meanings[i])
         imgs = generate(G, emb[k:k + 1].expand(VARIETY_SAMPLES, -1), seed + 3 + k)
         ratios.append(_mean_pairwise(imgs) / class_spread[cls])
         # the real training images that fit this caption: its class and the attribute levels it names
-        cls_, t, s_ = (int(v) for v in test.meanings[i])
-        own = ((train.labels == cls_) & ((t < 0) | (train.levels[:, 0] == t))
-               & ((s_ < 0) | (train.levels[:, 1] == s_)))
+        own = ((train.labels == cls) & ((t < 0) | (train.levels[:, 0] == t))
+               & ((s < 0) | (train.levels[:, 1] == s)))
         if own.sum() > 1:
             real_ratios.append(_mean_pairwise(train.images[own]) / class_spread[cls])
-    out["variety"] = {"ratio_to_class": mean_ci(ratios, n_boot), "real_fitting_images_ratio": mean_ci(real_ratios, n_boot),
-                      "samples_per_caption": VARIETY_SAMPLES}
+    out["variety"] = {"ratio_to_class": mean_ci(ratios, n_boot),
+                      "real_fitting_images_ratio": mean_ci(real_ratios, n_boot), "samples_per_caption": VARIETY_SAMPLES}
     return out
 
 
@@ -169,9 +168,10 @@ def format_metrics(m: dict) -> str:
         return f"{d['mean']:.3f} [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]"
 
     s, h, v = m["seen"], m["held_out_combinations"], m["variety"]
+    by = {k: d["mean"] for k, d in s["attribute_match_by_attribute"].items()}
     lines = [f"seen combinations ({s['n_captions']} held-out captions): class match {ci(s['class_match'])}, "
-             f"attribute match {ci(s['attribute_match'])} (thickness {s['attribute_match_by_attribute']['thickness']['mean']:.3f}, "
-             f"slant {s['attribute_match_by_attribute']['slant']['mean']:.3f}); chance 0.1 and 0.33",
+             f"attribute match {ci(s['attribute_match'])} (thickness {by['thickness']:.3f}, slant {by['slant']:.3f}); "
+             f"chance 0.1 and 0.33",
              f"held-out combinations (never trained on): class match {ci(h['class_match'])}, attribute match "
              f"{ci(h['attribute_match'])}"]
     lines += [f"  {name}: class {d['class_match']['mean']:.3f}, attribute {d['attribute_match']['mean']:.3f}"
