@@ -9,7 +9,7 @@ import sys
 import warnings
 
 # One line per system: a module with register(train_commands, commands).
-SYSTEMS = ("pygan.dcgan.cli", "pygan.sr.cli", "pygan.cyclegan.cli")
+SYSTEMS = ("pygan.dcgan.cli", "pygan.sr.cli", "pygan.cyclegan.cli", "pygan.segmentation.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
