@@ -14,4 +14,5 @@ SUITES = [
     "benchmarks.dcgan",
     "benchmarks.srgan",
     "benchmarks.cyclegan",
+    "benchmarks.segmentation",
 ]

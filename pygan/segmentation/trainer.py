@@ -2,7 +2,8 @@
 
 Per step, on one minibatch of (image, label map): the segmenter's step — per-pixel cross-entropy (ignoring the
 ignore index) + adv_weight x the adversarial loss of the adversary's logit for (image, predicted probabilities)
-(adv_weight 0: the plain segmenter, the baseline) — then the adversary's step on (image, encoded ground truth) as
+(adv_weight 0: the plain segmenter, the baseline), the adversary frozen and given ground truths and predictions in
+one batch as in its own step (its batch norm then normalizes both alike) — then the adversary's step on (image, encoded ground truth) as
 real vs (image, detached prediction) as fake. The segmenter's optimizer is Adam or SGD with momentum, its learning
 rate constant, poly or cosine over the steps; the adversary's is Adam at d_lr. Every random draw (the minibatches)
 comes from the checkpointed generator: resume is exact. The segmenter is the pair's "G", the adversary its "D".
@@ -139,7 +140,13 @@ class SegmentationTrainer(TrainerBase):
             with self.autocast():
                 logits = self.g_fwd(x).float()
                 probs = logits.softmax(1)
-                adv_logits = self.d_plain(x, probs).float() if cfg.adv_weight > 0 else None
+                adv_logits = None
+                if cfg.adv_weight > 0:
+                    # the adversary sees the batch it trains on (ground truth and prediction): its batch norm
+                    # statistics then match its own step's, where predictions alone would be normalized as if
+                    # they were the whole distribution
+                    real = self.ground_truth_map(y, probs.detach())
+                    adv_logits = self.d_plain(torch.cat([x, x]), torch.cat([real, probs])).float()[x.shape[0]:]
                 loss_s, ce, adv = self.segmenter_loss(logits, y, adv_logits)
             self.check_finite("segmenter", loss_s)
             gnorm_s = self.optimizer_step(loss_s, self.opt_g, self.scaler_g, self.G.parameters())
