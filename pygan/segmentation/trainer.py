@@ -50,7 +50,7 @@ class SegmentationConfig(TrainConfig):
                                       "product (each class map times the image) or scaling (basic, ground truth "
                                       "softened)", choices=ENCODINGS)
     tau: float = option(0.9, "the scaling encoding: the least probability of a ground truth's class", gt=0, lt=1)
-    adv_weight: float = option(0.5, "lambda, the weight of the adversarial loss in the segmenter's loss (0: the "
+    adv_weight: float = option(0.1, "lambda, the weight of the adversarial loss in the segmenter's loss (0: the "
                                     "plain segmenter, the baseline)", ge=0)
     loss: str = default("non_saturating")
     steps: int = option(800, "training steps", ge=1)
