@@ -1,5 +1,5 @@
 """Whole adversarial-segmentation training iterations (Luc et al. 2016): the segmenter's step (forward, per-pixel
-cross-entropy + 0.5 x the non-saturating adversarial loss through the frozen adversary, backward, Adam) and the
+cross-entropy + 0.1 x the non-saturating adversarial loss through the frozen adversary, backward, Adam) and the
 adversary's step (ground truth vs the detached prediction, product encoding, backward, Adam). pygan's fused models
 (conv + BN + activation blocks) and losses against their stock twins (`to_stock()`, identical weights) with stock
 BCE-with-logits. Two shapes: the embedded scenes' default (48x48, 1 channel, 11 classes, width 16, depth 2, batch
@@ -16,7 +16,7 @@ from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Ca
 from pygan.losses import discriminator_loss, generator_loss
 from pygan.segmentation.models import Adversary, Segmenter
 
-ADV_WEIGHT = 0.5
+ADV_WEIGHT = 0.1
 
 
 def _stock_g_adv(logits):
