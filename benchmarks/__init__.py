@@ -14,5 +14,6 @@ SUITES = [
     "benchmarks.dcgan",
     "benchmarks.srgan",
     "benchmarks.cyclegan",
+    "benchmarks.segmentation",
     "benchmarks.text2image",
 ]

@@ -9,7 +9,8 @@ import sys
 import warnings
 
 # One line per system: a module with register(train_commands, commands).
-SYSTEMS = ("pygan.dcgan.cli", "pygan.sr.cli", "pygan.cyclegan.cli", "pygan.text2image.cli")
+SYSTEMS = ("pygan.dcgan.cli", "pygan.sr.cli", "pygan.cyclegan.cli", "pygan.segmentation.cli",
+           "pygan.text2image.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "pygan"
-SYSTEMS = ("dcgan", "sr", "cyclegan", "text2image")
+SYSTEMS = ("dcgan", "sr", "cyclegan", "segmentation", "text2image")
 # lowest first; a module may import its own layer and those below
 LAYERS = [("_compat", "_ext", "_io"), ("ops",), ("nn",), ("fuse", "losses"), ("data",), ("metrics",), ("training",),
           SYSTEMS, ("cli",)]
