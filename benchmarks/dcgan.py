@@ -109,7 +109,8 @@ def _wgan_gp_cases(device: str, quick: bool) -> list[Case]:
         sG, sD = G.to_stock().to(device), D.to_stock().to(device)
         real = torch.randn(batch, 1, size, size, device=device)
         z = torch.randn(batch, 64, device=device)
-        out.append(Case("dcgan", f"WGAN-GP {size}x{size} critic ({norm} norm) + G iteration batch {batch} fp32", {
+        out.append(Case("dcgan", f"WGAN-GP {size}x{size} critic ({'layer norm' if norm == 'layer' else 'no norm'}) + G iteration "
+                             f"batch {batch} fp32", {
             STOCK_EAGER: _wgan_gp_iteration(sG, sD, real, z, _stock_critic_loss, lambda f: -f.mean()),
             PYGAN: _wgan_gp_iteration(G, D, real, z, _pygan_critic_loss,
                                       lambda f: generator_loss(f, "wasserstein").loss, recompute_relu_outputs),

@@ -33,7 +33,7 @@ def test_recipe_defaults():
     assert (wgan.loss, wgan.d_norm, wgan.clip, wgan.optimizer, wgan.lr_g, wgan.lr_d, wgan.d_steps, wgan.gp_weight,
             wgan.r1_weight) == ("wasserstein", "none", 0.01, "rmsprop", 5e-5, 5e-5, 5, 0.0, 0.0)
     assert (gp.loss, gp.d_norm, gp.clip, gp.gp_weight, gp.optimizer, gp.lr_g, gp.lr_d, gp.beta1, gp.beta2,
-            gp.d_steps, gp.r1_weight) == ("wasserstein", "layer", 0.0, 10.0, "adam", 1e-4, 1e-4, 0.0, 0.9, 5, 0.0)
+            gp.d_steps, gp.r1_weight) == ("wasserstein", "layer", 0.0, 10.0, "adam", 6e-4, 6e-4, 0.0, 0.9, 5, 0.0)
     assert wgan.wasserstein_every > 0 and gp.wasserstein_every > 0
     # the default recipe is the plain DCGAN config, field for field
     assert dataclasses.asdict(DCGANConfig(recipe="default")) == dataclasses.asdict(DCGANConfig())
