@@ -33,7 +33,7 @@ def test_recipe_defaults():
     assert (wgan.loss, wgan.d_norm, wgan.clip, wgan.optimizer, wgan.lr_g, wgan.lr_d, wgan.d_steps, wgan.gp_weight,
             wgan.r1_weight) == ("wasserstein", "none", 0.01, "rmsprop", 5e-5, 5e-5, 5, 0.0, 0.0)
     assert (gp.loss, gp.d_norm, gp.clip, gp.gp_weight, gp.optimizer, gp.lr_g, gp.lr_d, gp.beta1, gp.beta2,
-            gp.d_steps, gp.r1_weight) == ("wasserstein", "layer", 0.0, 10.0, "adam", 6e-4, 6e-4, 0.0, 0.9, 5, 0.0)
+            gp.d_steps, gp.r1_weight) == ("wasserstein", "none", 0.0, 10.0, "adam", 6e-4, 6e-4, 0.0, 0.9, 5, 0.0)
     assert wgan.wasserstein_every > 0 and gp.wasserstein_every > 0
     # the default recipe is the plain DCGAN config, field for field
     assert dataclasses.asdict(DCGANConfig(recipe="default")) == dataclasses.asdict(DCGANConfig())
@@ -46,22 +46,23 @@ def test_explicit_options_win_over_the_recipe():
     cfg = DCGANConfig(recipe="wgan", **over)
     assert {k: getattr(cfg, k) for k in over} == over
     assert cfg.lr_g == 5e-5  # not given: the recipe's
-    argv = ["--recipe", "wgan-gp", "--d-norm", "none", "--gp-weight", "5", "--beta1", "0.5", "--no-fused"]
+    argv = ["--recipe", "wgan-gp", "--d-norm", "layer", "--gp-weight", "5", "--beta1", "0.5", "--no-fused"]
     cfg = _config_from_argv(argv)
-    assert (cfg.d_norm, cfg.gp_weight, cfg.beta1, cfg.beta2, cfg.fused) == ("none", 5.0, 0.5, 0.9, False)
+    assert (cfg.d_norm, cfg.gp_weight, cfg.beta1, cfg.beta2, cfg.fused) == ("layer", 5.0, 0.5, 0.9, False)
     with pytest.raises(ValueError, match="recipe must be one of"):
         DCGANConfig(recipe="wgan-lp").validate()
 
 
-@pytest.mark.parametrize("recipe,norm_type", [("wgan", None), ("wgan-gp", nn.GroupNorm)])
-def test_critic_has_no_batch_norm_under_the_recipes(tmp_path, recipe, norm_type):
+@pytest.mark.parametrize("recipe,kw,norm_type", [("wgan", {}, None), ("wgan-gp", {}, None),
+                                                 ("wgan-gp", dict(d_norm="layer"), nn.GroupNorm)])
+def test_critic_has_no_batch_norm_under_the_recipes(tmp_path, recipe, kw, norm_type):
     def norms(D):
         return [type(m) for m in D.modules() if isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm))
                 or "BatchNorm" in type(m).__name__ or "BNAct" in type(m).__name__]
 
     assert norms(DCGANTrainer(tiny(tmp_path / "d")).D)  # the default DCGAN has batch norm: the check can see it
     for fused in (True, False):
-        found = norms(DCGANTrainer(tiny(tmp_path / recipe, recipe=recipe, fused=fused)).D)
+        found = norms(DCGANTrainer(tiny(tmp_path / recipe, recipe=recipe, fused=fused, **kw)).D)
         assert found == ([norm_type] * len(found) if norm_type else [])
         assert (len(found) > 0) == (norm_type is not None)
 
