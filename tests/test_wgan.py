@@ -161,8 +161,9 @@ def test_wgan_run_logs_the_estimate_and_resumes_exactly(tmp_path):
     assert read_checkpoint(str(out / "checkpoints" / "step_000002.pt"))["step"] == 2
 
 
-def test_wgan_gp_run_is_finite(tmp_path):
-    tr = DCGANTrainer(tiny(tmp_path, recipe="wgan-gp", steps=2, wasserstein_every=1))
+@pytest.mark.parametrize("conditional", [False, True])
+def test_wgan_gp_run_is_finite(tmp_path, conditional):
+    tr = DCGANTrainer(tiny(tmp_path, recipe="wgan-gp", steps=2, wasserstein_every=1, conditional=conditional))
     tr.train()
     recs = [r for r in tr.history if "loss_d" in r]
     assert len(recs) == 2 and all(torch.isfinite(torch.tensor([r["loss_d"], r["loss_g"]])).all() for r in recs)

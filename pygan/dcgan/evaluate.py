@@ -71,8 +71,10 @@ def critic_estimate(D, real: torch.Tensor, fake: torch.Tensor, labels: torch.Ten
     D.eval()
     try:
         def mean(x):
-            return torch.cat([D(x[i:i + chunk].float()) if labels is None else D(x[i:i + chunk].float(), labels[i:i + chunk])
-                              for i in range(0, len(x), chunk)]).float().mean()
+            parts = [x[i:i + chunk].float() for i in range(0, len(x), chunk)]
+            if labels is not None:
+                return torch.cat([D(p, labels[i * chunk:(i + 1) * chunk]) for i, p in enumerate(parts)]).float().mean()
+            return torch.cat([D(p) for p in parts]).float().mean()
 
         return float(mean(real) - mean(fake))
     finally:
