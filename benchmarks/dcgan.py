@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, max_autotune, saved_tensor_bytes
-from pygan.losses import discriminator_loss, generator_loss
+from pygan.losses import discriminator_loss, generator_loss, gradient_penalty
 from pygan.dcgan.models import DCGANDiscriminator, DCGANGenerator
 from pygan.ops.recompute import recompute_relu_outputs
 
@@ -62,6 +62,60 @@ def _iteration(G, D, real, z, d_loss, g_loss, amp_dtype, g_context=contextlib.nu
         loss.backward()
         opt_g.step()
     return run
+
+
+def _stock_gp(D, real, fake, alpha):
+    x = (alpha[:, None, None, None] * real + (1 - alpha[:, None, None, None]) * fake).requires_grad_(True)
+    (g,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+    return 10.0 * ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def _stock_critic_loss(D, real, fake, alpha):
+    return D(fake).mean() - D(real).mean() + _stock_gp(D, real, fake, alpha)
+
+
+def _pygan_critic_loss(D, real, fake, alpha):
+    return discriminator_loss(D(real), D(fake), "wasserstein").loss + gradient_penalty(D, real, fake, 10.0, alpha=alpha)
+
+
+def _wgan_gp_iteration(G, D, real, z, critic_loss, g_loss, g_context=contextlib.nullcontext):
+    opt_d = torch.optim.Adam(D.parameters(), 1e-4, betas=(0.0, 0.9))
+    opt_g = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.0, 0.9))
+    alpha = torch.rand(real.shape[0], device=real.device)
+
+    def run():
+        with torch.no_grad():
+            fake = G(z)
+        loss = critic_loss(D, real, fake, alpha)
+        opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_d.step()
+        D.requires_grad_(False)
+        with g_context():
+            loss = g_loss(D(G(z)))
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        D.requires_grad_(True)
+    return run
+
+
+def _wgan_gp_cases(device: str, quick: bool) -> list[Case]:
+    size, width, batch = (16, 4, 4) if quick else (32, 16, 64)  # the recipe on the digits: 1x32x32, widths 16
+    out = []
+    for norm in ("layer", "none"):
+        G = DCGANGenerator(size, 1, 64, width).to(device)
+        D = DCGANDiscriminator(size, 1, width, norm=norm).to(device)
+        sG, sD = G.to_stock().to(device), D.to_stock().to(device)
+        real = torch.randn(batch, 1, size, size, device=device)
+        z = torch.randn(batch, 64, device=device)
+        out.append(Case("dcgan", f"WGAN-GP {size}x{size} critic ({'layer norm' if norm == 'layer' else 'no norm'}) + G iteration "
+                             f"batch {batch} fp32", {
+            STOCK_EAGER: _wgan_gp_iteration(sG, sD, real, z, _stock_critic_loss, lambda f: -f.mean()),
+            PYGAN: _wgan_gp_iteration(G, D, real, z, _pygan_critic_loss,
+                                      lambda f: generator_loss(f, "wasserstein").loss, recompute_relu_outputs),
+        }))
+    return out
 
 
 NO_SYNC = "pygan, verdicts read once (diagnostic)"
@@ -147,4 +201,4 @@ def cases(device: str, quick: bool) -> list[Case]:
         STOCK_EAGER: _d_only(sD, x), STOCK_COMPILE: _d_only(torch.compile(sD, dynamic=False), x),
         PYGAN: _d_only(D, x), PYGAN_COMPILE: _d_only(torch.compile(D, dynamic=False), x),
     }))
-    return out
+    return out + _wgan_gp_cases(device, quick)

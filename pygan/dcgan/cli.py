@@ -105,7 +105,7 @@ def _interpolate(a) -> int:
 def _eval(a) -> int:
     import torch
 
-    from pygan.dcgan.evaluate import format_metrics, load_generator, sample_in_chunks
+    from pygan.dcgan.evaluate import checkpoint_wasserstein_estimate, format_metrics, load_generator, sample_in_chunks
     from pygan.metrics import evaluate_digits
 
     positive("--n", a.n)
@@ -118,6 +118,8 @@ def _eval(a) -> int:
     z = torch.randn(a.n, G.latent_dim, generator=torch.Generator().manual_seed(a.seed))
     x = sample_in_chunks(G, z, y)
     m = {"step": ckpt["step"], **evaluate_digits(x, y, n_boot=a.bootstrap, seed=a.seed)}
+    if ckpt["config"].get("loss") == "wasserstein":  # a critic: its estimate means something
+        m["wasserstein_estimate"] = checkpoint_wasserstein_estimate(G, ckpt)
     if a.json:
         print(json.dumps(m, indent=1))
     else:

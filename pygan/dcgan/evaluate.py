@@ -1,5 +1,5 @@
 """Using a trained DCGAN: the sampling generator of a checkpoint (BatchNorm statistics recalibrated for its own
-weights), and the digits metrics of its samples."""
+weights), the digits metrics of its samples, and the critic's Wasserstein estimate."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import json
 import torch
 
 from pygan._io import atomic_path
-from pygan.dcgan.models import DCGANGenerator
+from pygan.data import ImageData, digits_split
+from pygan.dcgan.models import DCGANDiscriminator, DCGANGenerator
 from pygan.training import read_checkpoint as _read_checkpoint
 
 CHECKPOINT_FORMAT = "pygan-dcgan-checkpoint-v1"
@@ -33,12 +34,69 @@ def digits_metrics(sample, latent_dim: int, num_classes: int, n: int, device, n_
     return evaluate_digits(sample(z, y).cpu(), y, n_boot=n_boot)
 
 
-def write_digits_metrics(sample, latent_dim: int, num_classes: int, step: int, device, n: int, path: str) -> dict:
-    """digits_metrics with the step, written (atomically) to `path` as JSON; returned."""
-    metrics = {"step": step, **digits_metrics(sample, latent_dim, num_classes, n, device)}
+def write_digits_metrics(sample, latent_dim: int, num_classes: int, step: int, device, n: int, path: str,
+                         extra: dict | None = None) -> dict:
+    """digits_metrics with the step (and `extra`), written (atomically) to `path` as JSON; returned."""
+    metrics = {"step": step, **digits_metrics(sample, latent_dim, num_classes, n, device), **(extra or {})}
     with atomic_path(path, ".json") as tmp, open(tmp, "w") as f:
         json.dump(metrics, f, indent=1)
     return metrics
+
+
+WASSERSTEIN_BATCH = 500   # at most this many real images (and as many samples) per estimate
+WASSERSTEIN_SEED = 7919   # offset of the estimate's latent seed from the run's: a stream of its own
+
+
+def wasserstein_batch(data: ImageData, source: str, size: int, channels: int, latent_dim: int, num_classes: int,
+                      seed: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The fixed batch of the critic's Wasserstein estimate: (real images, latents, labels or None). Real images are
+    the held-out digits for the embedded digits; for other data (which has no held-out split) a fixed random subset
+    of the training images. Drawn from generators of their own: the training's random stream is untouched."""
+    g = torch.Generator().manual_seed(seed + WASSERSTEIN_SEED)
+    if source == "digits" and channels == 1:
+        data = digits_split(size)[1]
+    idx = torch.randperm(len(data), generator=g)[:WASSERSTEIN_BATCH]
+    real = data.images[idx]
+    labels = data.labels[idx].long() if num_classes else None
+    z = torch.randn(len(idx), latent_dim, generator=g)
+    return real.to(device), z.to(device), None if labels is None else labels.to(device)
+
+
+@torch.no_grad()
+def critic_estimate(D, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None = None,
+                    chunk: int = 500) -> float:
+    """E[D(real)] - E[D(fake)] with D in eval mode (restored after): the critic's estimate of the Wasserstein
+    distance (up to its Lipschitz constant) between the two batches."""
+    training = D.training
+    D.eval()
+    try:
+        def mean(x):
+            parts = [x[i:i + chunk].float() for i in range(0, len(x), chunk)]
+            if labels is not None:
+                return torch.cat([D(p, labels[i * chunk:(i + 1) * chunk]) for i, p in enumerate(parts)]).float().mean()
+            return torch.cat([D(p) for p in parts]).float().mean()
+
+        return float(mean(real) - mean(fake))
+    finally:
+        D.train(training)
+
+
+def load_critic(ckpt: dict, device: str = "cpu") -> DCGANDiscriminator:
+    D = DCGANDiscriminator(**ckpt["D_config"])
+    D.load_state_dict(ckpt["D"])
+    return D.to(device).eval()
+
+
+def checkpoint_wasserstein_estimate(G, ckpt: dict) -> float:
+    """The critic's Wasserstein estimate of a checkpoint for generator G, on the batch its run logged."""
+    cfg = ckpt["config"]
+    D = load_critic(ckpt)
+    data = digits_split(cfg["size"])[1] if cfg["data"] == "digits" else None
+    if data is None:
+        raise ValueError("the Wasserstein estimate of a checkpoint needs its data: only --data digits is supported")
+    real, z, y = wasserstein_batch(data, cfg["data"], cfg["size"], G.channels, G.latent_dim, ckpt["num_classes"],
+                                   cfg["seed"], "cpu")
+    return critic_estimate(D, real, sample_in_chunks(G, z, y), y)
 
 
 def format_metrics(m: dict) -> str:
@@ -62,6 +120,8 @@ def format_metrics(m: dict) -> str:
             for k in ("precision", "recall", "density", "coverage")) + f"; recall ratio {m['recall_ratio']:.2f}")
     if "label_accuracy" in m:
         lines.append(f"conditional label accuracy: {m['label_accuracy']:.3f}")
+    if "wasserstein_estimate" in m:
+        lines.append(f"critic's Wasserstein estimate (held-out digits vs samples): {m['wasserstein_estimate']:.4f}")
     return "\n".join(lines)
 
 

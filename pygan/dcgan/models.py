@@ -4,6 +4,10 @@ Layout for an image of size S = 2**k (16 <= S <= 128): G maps the latent (plus, 
 embedding) to a 4x4 map with a transposed convolution, doubles the resolution with stride-2 transposed
 convolutions (BN + ReLU) and ends in a transposed convolution + Tanh without BN. D mirrors it: stride-2
 convolutions with LeakyReLU(0.2), BN everywhere but the first layer, and a final 4x4 convolution to one logit.
+D's `norm` chooses that normalisation: 'batch' (DCGAN), 'layer' (per-sample over C, H, W: GroupNorm with one
+group; the WGAN-GP paper's advice for a critic with a gradient penalty, whose per-sample input gradients batch
+statistics would couple) or 'none' (a WGAN critic under weight clipping: convolution with a bias + LeakyReLU, the
+bias and activation one fused bias_act op).
 The conditional D adds a projection term <embed(y), sum_hw(h)> (Miyato & Koyama 2018) to the logit.
 
 Each conv+BN+activation block is pygan.nn.conv_bn_act: with fused=True ConvTranspose2dBNAct / Conv2dBNAct (BN
@@ -19,8 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from pygan.nn import BatchNormAct2d, FusableModel, conv_bn_act
+from pygan.ops import bias_act
 
 SIZES = (16, 32, 64, 128)
+NORMS = ("batch", "layer", "none")
 
 
 def check_size(size: int) -> int:
@@ -35,6 +41,28 @@ def _up(cin: int, cout: int, k: int, s: int, p: int, fused: bool) -> nn.Module:
 
 def _down(cin: int, cout: int, fused: bool) -> nn.Module:
     return conv_bn_act(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), "leaky_relu", 0.2, fused)
+
+
+class Conv2dLeakyReLU(nn.Conv2d):
+    """Conv2d (with bias) + LeakyReLU(0.2): with fused=True the bias and the activation are one bias_act op after
+    the bias-free convolution; fused=False is the stock pair. The state_dict is nn.Conv2d's either way."""
+
+    def __init__(self, cin: int, cout: int, fused: bool = True):
+        super().__init__(cin, cout, 4, 2, 1, bias=True)
+        self.fused = fused
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.fused:
+            return bias_act(self._conv_forward(x, self.weight, None), self.bias, "leaky_relu", 0.2)
+        return nn.functional.leaky_relu(super().forward(x), 0.2)
+
+
+def _down_norm(cin: int, cout: int, norm: str, fused: bool) -> nn.Module:
+    if norm == "batch":
+        return _down(cin, cout, fused)
+    if norm == "layer":  # GroupNorm(1, C): normalised over (C, H, W) per sample, affine per channel
+        return nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.GroupNorm(1, cout), nn.LeakyReLU(0.2))
+    return Conv2dLeakyReLU(cin, cout, fused)
 
 
 def dcgan_init_(module: nn.Module) -> None:
@@ -102,19 +130,24 @@ class DCGANGenerator(_DCGANBase):
 class DCGANDiscriminator(_DCGANBase):
     """images (N, channels, size, size) [+ labels (N,)] -> logits (N,)."""
 
-    def __init__(self, size: int = 32, channels: int = 1, width: int = 32, num_classes: int = 0, fused: bool = True):
+    def __init__(self, size: int = 32, channels: int = 1, width: int = 32, num_classes: int = 0, fused: bool = True,
+                 norm: str = "batch"):
         super().__init__()
         check_size(size)
         self.check_positive(channels=channels, width=width)
         if not isinstance(num_classes, int) or num_classes < 0 or num_classes == 1:
             raise ValueError(f"num_classes must be 0 (unconditional) or >= 2, got {num_classes!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
         self.config = dict(size=size, channels=channels, width=width, num_classes=num_classes, fused=fused)
+        if norm != "batch":  # batch-norm configs stay as they were (older checkpoints have no 'norm')
+            self.config["norm"] = norm
         self.size, self.channels, self.num_classes = size, channels, num_classes
         n_down = int(math.log2(size)) - 2
         ch = width
         layers = [nn.Conv2d(channels, ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2)]  # no BN on D's input layer
         for _ in range(n_down - 1):
-            layers.append(_down(ch, ch * 2, fused))
+            layers.append(_down_norm(ch, ch * 2, norm, fused))
             ch *= 2
         self.main = nn.Sequential(*layers)
         self.out = nn.Conv2d(ch, 1, 4, 1, 0, bias=False)

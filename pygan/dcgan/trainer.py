@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import warnings
 from dataclasses import dataclass
 
@@ -25,16 +26,22 @@ import torch
 from torch import Tensor
 
 from pygan import losses
-from pygan._io import save_grid
+from pygan._io import atomic_path, save_grid
 from pygan.data import ImageData, load
-from pygan.dcgan.evaluate import CHECKPOINT_FORMAT, recalibrate_bn, sample_in_chunks, write_digits_metrics
-from pygan.dcgan.models import SIZES, DCGANDiscriminator, DCGANGenerator
+from pygan.dcgan.evaluate import (CHECKPOINT_FORMAT, critic_estimate, recalibrate_bn, sample_in_chunks,
+                                  wasserstein_batch, write_digits_metrics)
+from pygan.dcgan.models import NORMS, SIZES, DCGANDiscriminator, DCGANGenerator
+from pygan.dcgan.recipes import RECIPES, apply_recipe, clip_weights_
 from pygan.ops.recompute import recompute_relu_outputs
 from pygan.training import TrainConfig, TrainerBase, default, option, plot_curves
 
 
+@apply_recipe
 @dataclass
 class DCGANConfig(TrainConfig):
+    recipe: str = option("default", "a paper's defaults for the options not given explicitly: 'default' (this "
+                                    "DCGAN), 'wgan' (weight clipping) or 'wgan-gp' (gradient penalty); see "
+                                    "docs/dcgan.md", choices=tuple(RECIPES))
     data: str = option("digits", "training data: 'digits' (scikit-learn's bundled digits, train split), a folder of "
                                  "images (png/jpg; sub-folders are classes), an .npz file (arrays x/images [, "
                                  "y/labels]) or an MNIST idx images file")
@@ -48,10 +55,13 @@ class DCGANConfig(TrainConfig):
                           ge=1)
     d_width: int = option(16, "discriminator width: channels of its first layer, doubled at each downsampling",
                           ge=1)
+    d_norm: str = option("batch", "discriminator (critic) normalisation", choices=NORMS)
     steps: int = option(3000, "generator steps (iterations) to train", ge=1)
     d_steps: int = option(1, "discriminator steps per generator step (k)", ge=1)
-    lr_g: float = option(2e-4, "generator learning rate (Adam)", gt=0)
-    lr_d: float = option(2e-4, "discriminator learning rate (Adam); with R1 (the default); without it 5e-5, the "
+    optimizer: str = option("adam", "optimizer of G and D (rmsprop: WGAN's, without momentum)",
+                            choices=("adam", "rmsprop"))
+    lr_g: float = option(2e-4, "generator learning rate", gt=0)
+    lr_d: float = option(2e-4, "discriminator learning rate; with R1 (the default); without it 5e-5, the "
                                "seeds' value, was best", gt=0)
     label_smoothing: float = option(0.0, "one-sided label smoothing: D's target for real images is 1 - this",
                                     ge=0, lt=1)
@@ -59,6 +69,11 @@ class DCGANConfig(TrainConfig):
                                         "to 0", ge=0)
     instance_noise_steps: int = option(0, "steps over which the instance noise decays (0: the whole run)", ge=0)
     gp_weight: float = option(0.0, "WGAN-GP gradient penalty weight (0: off)", ge=0)
+    clip: float = option(0.0, "WGAN weight clipping: every critic parameter is clamped to [-clip, clip] after each "
+                              "critic step (0: off)", ge=0)
+    wasserstein_every: int = option(0, "log the critic's Wasserstein estimate (mean D on held-out real images minus "
+                                       "mean D on samples, fixed batches) every this many steps (0: off)", ge=0)
+    keep_checkpoints: bool = option(False, "also keep every checkpoint as checkpoints/step_XXXXXX.pt")
     r1_weight: float = option(1.0, "R1 gradient penalty weight (0: off)", ge=0)
     r1_every: int = option(8, "apply R1 on every this many discriminator steps only, its weight multiplied by as "
                               "much (lazy regularisation, StyleGAN2; 1: every step)", ge=1)
@@ -99,8 +114,12 @@ class DCGANTrainer(TrainerBase):
             raise ValueError(f"need at least 2 training images, got {len(self.data)}")
 
         G = DCGANGenerator(cfg.size, self.channels, cfg.latent_dim, cfg.g_width, self.num_classes, fused=cfg.fused)
-        D = DCGANDiscriminator(cfg.size, self.channels, cfg.d_width, self.num_classes, fused=cfg.fused)
+        D = DCGANDiscriminator(cfg.size, self.channels, cfg.d_width, self.num_classes, fused=cfg.fused,
+                               norm=cfg.d_norm)
         self.setup_pair(G, D, cfg.lr_g, cfg.lr_d)
+        if cfg.optimizer == "rmsprop":  # replaces the pair's Adam before any step: nothing of it is kept
+            self.opt_g = torch.optim.RMSprop(self.G.parameters(), cfg.lr_g)
+            self.opt_d = torch.optim.RMSprop(self.D.parameters(), cfg.lr_d)
 
         self.images = self.data.images.to(self.device)
         self.labels = self.data.labels.to(self.device) if self.data.labels is not None else None
@@ -109,6 +128,9 @@ class DCGANTrainer(TrainerBase):
                              if self.num_classes else None)
         idx = torch.randperm(len(self.data), generator=self.gen, device=self.device)[: cfg.grid_size]
         self.real_diversity = mean_pairwise_distance(self.images[idx])
+        if cfg.wasserstein_every:
+            self.w_real, self.w_z, self.w_labels = wasserstein_batch(
+                self.data, cfg.data, cfg.size, self.channels, cfg.latent_dim, self.num_classes, cfg.seed, self.device)
 
     # ---------------------------------------------------------------- one iteration
     def _noise_std(self) -> float:
@@ -159,6 +181,8 @@ class DCGANTrainer(TrainerBase):
                 loss_d = loss_d + losses.r1_penalty(self.D, real_in, cfg.r1_weight * cfg.r1_every, labels=y)
             self.check_finite("discriminator", loss_d)
             gnorm_d = self.optimizer_step(loss_d, self.opt_d, self.scaler_d, self.D.parameters())
+            if cfg.clip > 0:
+                clip_weights_(self.D, cfg.clip)
 
         z, yf = self._latent(n), self._fake_labels(n)
         self.D.requires_grad_(False)  # G's step needs D's input gradient only
@@ -176,9 +200,17 @@ class DCGANTrainer(TrainerBase):
             self.D.requires_grad_(True)
         self.update_ema()
         self.step += 1
+        if cfg.wasserstein_every and self.is_main and (self.step % cfg.wasserstein_every == 0
+                                                       or self.step == self.total_steps):
+            self.log({"step": self.step, "wasserstein_estimate": self.wasserstein_estimate()})
         return {"step": self.step, "loss_d": float(loss_d.detach()), "loss_g": float(gout.loss.detach()),
                 "d_real": float(out.real_score), "d_fake": float(out.fake_score),
                 "grad_norm_d": gnorm_d, "grad_norm_g": gnorm_g, "instance_noise": std}
+
+    def wasserstein_estimate(self) -> float:
+        """The critic's estimate of the Wasserstein distance between the data and the samples: mean D on a fixed
+        held-out real batch minus mean D on samples of the sampling generator from fixed latents."""
+        return critic_estimate(self.D, self.w_real, self.sample(self.w_z, self.w_labels), self.w_labels)
 
     def progress_postfix(self, rec: dict) -> dict:
         return dict(D=f"{rec['loss_d']:.3f}", G=f"{rec['loss_g']:.3f}", Dx=f"{rec['d_real']:.2f}",
@@ -211,9 +243,11 @@ class DCGANTrainer(TrainerBase):
         return mean_pairwise_distance(x) / max(self.real_diversity, 1e-12)
 
     def save_plot(self) -> None:
-        plot_curves(os.path.join(self.config.out, "curves.png"), self.history,
-                    [(f"loss ({self.config.loss})", {"loss_d": "D loss", "loss_g": "G loss"}),
-                     ("score", {"d_real": "D(x)", "d_fake": "D(G(z))"})])
+        panels = [(f"loss ({self.config.loss})", {"loss_d": "D loss", "loss_g": "G loss"}),
+                  ("score", {"d_real": "D(x)", "d_fake": "D(G(z))"})]
+        if self.config.wasserstein_every:
+            panels.append(("Wasserstein estimate", {"wasserstein_estimate": "E D(held-out x) - E D(G(z))"}))
+        plot_curves(os.path.join(self.config.out, "curves.png"), self.history, panels)
 
     def on_sample(self) -> None:
         cfg = self.config
@@ -226,6 +260,14 @@ class DCGANTrainer(TrainerBase):
         self.save_plot()
 
     # ---------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, path: str | None = None) -> str:
+        path = super().save_checkpoint(path)
+        if self.config.keep_checkpoints and self.is_main:
+            keep = os.path.join(self.config.out, "checkpoints", f"step_{self.step:06d}.pt")
+            with atomic_path(keep, ".pt") as tmp:  # an interrupted copy never leaves a truncated checkpoint
+                shutil.copyfile(path, tmp)
+        return path
+
     def models_state_dict(self) -> dict:
         return {
             "channels": self.channels, "num_classes": self.num_classes, "classes": self.data.classes,
@@ -246,5 +288,7 @@ class DCGANTrainer(TrainerBase):
 
     def evaluate(self, n: int | None = None) -> dict:
         """Digits metrics of n samples (balanced labels when conditional), written to metrics.json."""
+        extra = {"wasserstein_estimate": self.wasserstein_estimate()} if self.config.wasserstein_every else None
         return write_digits_metrics(self.sample, self.config.latent_dim, self.num_classes, self.step, self.device,
-                                    n or self.config.eval_samples, os.path.join(self.config.out, "metrics.json"))
+                                    n or self.config.eval_samples, os.path.join(self.config.out, "metrics.json"),
+                                    extra)
