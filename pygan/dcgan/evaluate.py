@@ -10,7 +10,7 @@ import torch
 from pygan._io import atomic_path
 from pygan.data import ImageData, digits_split
 from pygan.dcgan.models import DCGANDiscriminator, DCGANGenerator
-from pygan.training import read_checkpoint as _read_checkpoint
+from pygan.training import read_checkpoint as _read_checkpoint, recalibrate_batch_norm
 
 CHECKPOINT_FORMAT = "pygan-dcgan-checkpoint-v1"
 
@@ -125,29 +125,18 @@ def format_metrics(m: dict) -> str:
     return "\n".join(lines)
 
 
-@torch.no_grad()
 def recalibrate_bn(G: DCGANGenerator, num_classes: int, batches: int = 8, batch_size: int = 256,
                    seed: int = 0) -> DCGANGenerator:
-    """Recomputes G's BatchNorm running statistics as exact averages over fresh latent batches, then eval mode.
-
-    Running statistics gathered during training lag the weights and, for an EMA generator, belong to other
-    weights altogether; eval-mode samples from them come out washed out. Deterministic (own seeded generator).
-    """
+    """G with its BatchNorm statistics recomputed over fresh latent batches (own seeded generator), in eval mode."""
     p = next(G.parameters())
     g = torch.Generator(p.device).manual_seed(seed)
-    bns = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)]
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    G.train()
-    for _ in range(batches):
+
+    def forward(_):
         z = torch.randn(batch_size, G.latent_dim, generator=g, device=p.device)
         y = torch.randint(0, num_classes, (batch_size,), generator=g, device=p.device) if num_classes else None
         G(z, y)
-    for m, mom in zip(bns, momenta):
-        m.momentum = mom
-    return G.eval()
+
+    return recalibrate_batch_norm(G, forward, batches)
 
 
 def read_checkpoint(path: str) -> dict:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from pygan._io import atomic_path
-from pygan.training import read_checkpoint as _read_checkpoint
+from pygan.training import read_checkpoint as _read_checkpoint, recalibrate_batch_norm
 
 CHECKPOINT_FORMAT = "pygan-text2image-checkpoint-v1"
 ZERO_SHOT_CAPTIONS = 200
@@ -42,26 +42,18 @@ def mean_ci(values, n_boot: int = 1000, seed: int = 0) -> dict:
     return {"mean": float(v.mean()), "ci95": [float(lo), float(hi)], "n": int(len(v))}
 
 
-@torch.no_grad()
 def recalibrate_bn(G, embeddings: Tensor, batches: int = 8, batch_size: int = 256, seed: int = 0):
-    """G's BatchNorm running statistics recomputed as exact averages over fresh batches (noise and training
-    caption embeddings), then eval mode: running statistics gathered in training lag the weights and, for an EMA
-    generator, belong to other weights. Deterministic."""
+    """G with its BatchNorm statistics recomputed over fresh batches of noise and training caption embeddings (own
+    seeded generator), in eval mode."""
     p = next(G.parameters())
     g = torch.Generator().manual_seed(seed)
-    bns = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)]
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    G.train()
-    for _ in range(batches):
+
+    def forward(_):
         z = torch.randn(batch_size, G.latent_dim, generator=g)
         t = embeddings[torch.randint(0, len(embeddings), (batch_size,), generator=g)]
         G(z.to(p.device, p.dtype), t.to(p.device, p.dtype))
-    for m, mom in zip(bns, momenta):
-        m.momentum = mom
-    return G.eval()
+
+    return recalibrate_batch_norm(G, forward, batches)
 
 
 def load_model(path: str, device="cpu"):
