@@ -25,7 +25,7 @@ RECIPES: dict[str, dict] = {
     "wgan": dict(_WASSERSTEIN, d_norm="none", clip=0.01, gp_weight=0.0, optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5,
                  steps=1000),
     "wgan-gp": dict(_WASSERSTEIN, d_norm="none", clip=0.0, gp_weight=10.0, optimizer="adam", lr_g=6e-4, lr_d=6e-4,
-                    beta1=0.0, beta2=0.9, steps=1200),
+                    beta1=0.0, beta2=0.9, steps=1600),
 }
 
 
