@@ -3,8 +3,8 @@
 Per step, on one minibatch of (image, label map): the segmenter's step — per-pixel cross-entropy (ignoring the
 ignore index) + adv_weight x the adversarial loss of the adversary's logit for (image, predicted probabilities)
 (adv_weight 0: the plain segmenter, the baseline), the adversary frozen and given ground truths and predictions in
-one batch as in its own step (its batch norm then normalizes both alike) — then the adversary's step on (image, encoded ground truth) as
-real vs (image, detached prediction) as fake. The segmenter's optimizer is Adam or SGD with momentum, its learning
+one batch as in its own step (its batch norm then normalizes both alike) — then the adversary's step on (image,
+encoded ground truth) as real vs (image, detached prediction) as fake. The segmenter's optimizer is Adam or SGD with momentum, its learning
 rate constant, poly or cosine over the steps; the adversary's is Adam at d_lr. Every random draw (the minibatches)
 comes from the checkpointed generator: resume is exact. The segmenter is the pair's "G", the adversary its "D".
 """
