@@ -22,6 +22,7 @@ from pygan.cyclegan.data import Domains, load_domains
 from pygan.cyclegan.evaluate import CHECKPOINT_FORMAT, evaluate, write_metrics
 from pygan.cyclegan.models import UPSAMPLE, Discriminators, Generators
 from pygan.training import TrainConfig, TrainerBase, default, option, plot_curves
+from pygan.training.schedule import linear_decay
 
 
 @dataclass
@@ -127,10 +128,7 @@ class CycleGANTrainer(TrainerBase):
     def learning_rate(self) -> float:
         """Constant, then linear decay to 0 from decay_start x steps (a function of the step: exact on resume)."""
         cfg = self.config
-        start = int(cfg.decay_start * cfg.steps)
-        if self.step < start:
-            return cfg.lr
-        return cfg.lr * (cfg.steps - self.step) / (cfg.steps - start + 1)
+        return cfg.lr * linear_decay(self.step, cfg.steps, cfg.decay_start)
 
     def _batch(self, images: Tensor) -> Tensor:
         n = self.config.batch_size

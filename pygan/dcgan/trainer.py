@@ -34,6 +34,7 @@ from pygan.dcgan.models import NORMS, SIZES, DCGANDiscriminator, DCGANGenerator
 from pygan.dcgan.recipes import RECIPES, apply_recipe, clip_weights_
 from pygan.ops.recompute import recompute_relu_outputs
 from pygan.training import TrainConfig, TrainerBase, default, option, plot_curves
+from pygan.training.schedule import linear_decay
 
 
 @apply_recipe
@@ -63,6 +64,9 @@ class DCGANConfig(TrainConfig):
     lr_g: float = option(2e-4, "generator learning rate", gt=0)
     lr_d: float = option(2e-4, "discriminator learning rate; with R1 (the default); without it 5e-5, the "
                                "seeds' value, was best", gt=0)
+    lr_decay_start: float = option(1.0, "both learning rates decay linearly to 0 from this fraction of the steps on "
+                                        "(1: constant)", ge=0, le=1)
+    amp: str = default("auto")
     label_smoothing: float = option(0.0, "one-sided label smoothing: D's target for real images is 1 - this",
                                     ge=0, lt=1)
     instance_noise: float = option(0.0, "std of Gaussian noise added to D's inputs at the start, decaying linearly "
@@ -157,6 +161,10 @@ class DCGANTrainer(TrainerBase):
         cfg, n = self.config, self.config.batch_size  # n: the global batch; this rank keeps self.my_slice of it
         mine = self.my_slice
         std = self._noise_std()
+        rate = linear_decay(self.step, self.total_steps, cfg.lr_decay_start)
+        for opt, lr in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr * rate
         self.G.train()
         self.D.train()
         for i in range(cfg.d_steps):

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pygan.losses import LOSS_KINDS
 
 
-def option(default, help: str, *, choices=None, ge=None, gt=None, lt=None):
+def option(default, help: str, *, choices=None, ge=None, gt=None, lt=None, le=None):
     """A config field: its default, its help (one line, no default: that is added), and what a valid value is
-    (one of `choices`; >= ge; > gt; < lt)."""
-    return dataclasses.field(default=default, metadata=dict(help=help, choices=choices, ge=ge, gt=gt, lt=lt))
+    (one of `choices`; >= ge; > gt; < lt; <= le)."""
+    return dataclasses.field(default=default, metadata=dict(help=help, choices=choices, ge=ge, gt=gt, lt=lt, le=le))
 
 
 class default:
@@ -43,7 +43,8 @@ class TrainConfig:
     beta2: float = option(0.999, "Adam beta2", ge=0, lt=1)
     ema_decay: float = option(0.995, "decay of the exponential moving average of G's weights used for samples and "
                                      "evaluation (0: off)", ge=0, lt=1)
-    amp: str = option("none", "autocast precision", choices=("none", "bf16", "fp16"))
+    amp: str = option("none", "autocast precision (auto: the fastest measured at equal quality on this machine, see "
+                              "pygan/training/precision.py; none: fp32)", choices=("none", "bf16", "fp16", "auto"))
     channels_last: bool = option(False, "channels_last memory format for models and inputs (faster convolutions on "
                                         "CPUs with oneDNN and on GPUs)")
     compile: bool = option(False, "torch.compile the generator and discriminator")
@@ -85,6 +86,8 @@ class TrainConfig:
                 raise ValueError(f"{f.name} must be >= {ge}, got {v}")
             if gt is not None and not v > gt:
                 raise ValueError(f"{f.name} must be > {gt}, got {v}")
+            if m.get("le") is not None and not v <= m["le"]:
+                raise ValueError(f"{f.name} must be <= {m['le']}, got {v}")
         self.check()
         return self
 

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import random
+import sys
 import time
 
 import numpy as np
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 from pygan._io import atomic_path, atomic_torch_save
 from pygan.training import distributed
 from pygan.training.checkpoint import read_checkpoint
+from pygan.training.precision import resolve_precision
 from pygan.training.progress import Progress
 
 
@@ -78,6 +80,10 @@ class TrainerBase:
         self.rank, self.world_size = (d.rank, d.world_size) if d else (0, 1)
         self.is_main = self.rank == 0
         self.device = d.device if d else pick_device(config.device)
+        # the precision actually used (config.amp may be 'auto', resolved for this machine, not stored resolved:
+        # a checkpoint resumed elsewhere resolves it again)
+        self.amp, self.channels_last, self.precision_note = resolve_precision(config.amp, config.channels_last,
+                                                                              self.device)
         torch.manual_seed(config.seed)
         self.gen = torch.Generator(self.device).manual_seed(config.seed)
         self.step = 0
@@ -90,7 +96,7 @@ class TrainerBase:
         `distribute_models`."""
         cfg = self.config
         self.G, self.D = G.to(self.device), D.to(self.device)
-        if cfg.channels_last:
+        if self.channels_last:
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
@@ -155,15 +161,15 @@ class TrainerBase:
 
     # ---------------------------------------------------------------- helpers for train_step
     def autocast(self):
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.amp)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
     def grad_scaler(self) -> torch.amp.GradScaler:
         # loss scaling only matters for fp16 on a GPU
-        return torch.amp.GradScaler(self.device.type, enabled=self.config.amp == "fp16" and self.device.type == "cuda")
+        return torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16" and self.device.type == "cuda")
 
     def prep(self, x: Tensor) -> Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def check_finite(self, name: str, value: Tensor) -> None:
         """Raises TrainingDiverged before any parameter or checkpoint is touched by a non-finite loss."""
@@ -278,6 +284,11 @@ class TrainerBase:
         if self.is_main:
             os.makedirs(cfg.out, exist_ok=True)
         total = self.total_steps
+        if self.is_main:
+            self.log({"step": self.step, "precision": self.amp, "channels_last": self.channels_last,
+                      "precision_note": self.precision_note})
+            if cfg.progress:
+                print(f"precision: {self.precision_note}", file=sys.stderr, flush=True)
         bar = Progress(total, self.step, enabled=cfg.progress and self.is_main)
         try:
             while self.step < total:
