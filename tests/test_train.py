@@ -145,3 +145,49 @@ def test_bad_config_and_checkpoint(tmp_path):
     torch.save({"a": 1}, bad)
     with pytest.raises(CheckpointError, match="not a pygan DCGAN checkpoint"):
         load_generator(str(bad))
+
+
+def conv_weight(model) -> torch.Tensor:
+    return next(p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1 and p.shape[-1] > 1)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_resolves_for_the_machine_and_says_so(tmp_path, monkeypatch, native):
+    import pygan.training.precision as precision
+
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: native)
+    tr = Trainer(tiny(tmp_path, steps=2))  # the DCGAN default is --amp auto
+    assert tr.config.amp == "auto" and (tr.amp, tr.channels_last) == (("bf16", True) if native else ("none", False))
+    assert conv_weight(tr.G).is_contiguous(memory_format=torch.channels_last) == tr.channels_last
+    tr.train()
+    recs = [json.loads(l) for l in open(tmp_path / "run" / "log.jsonl")]
+    assert recs[0]["step"] == 0 and recs[0]["precision"] == tr.amp and recs[0]["channels_last"] == tr.channels_last
+    assert "--amp none forces fp32" in recs[0]["precision_note"] if native else "fp32" in recs[0]["precision_note"]
+    # a resume on the same machine does not repeat it; one resolving 'auto' differently says so at its step
+    Trainer.resume(str(tmp_path / "run" / "checkpoint.pt"), steps=3).train()
+    Trainer.resume(str(tmp_path / "run" / "checkpoint.pt"), steps=4, amp="none").train()
+    recs = [json.loads(l) for l in open(tmp_path / "run" / "log.jsonl")]
+    marks = [(r["step"], r["precision"]) for r in recs if "precision" in r]
+    assert marks == ([(0, "bf16"), (3, "none")] if native else [(0, "none")])
+
+
+def test_explicit_precision_is_kept(tmp_path):
+    tr = Trainer(tiny(tmp_path, amp="none", channels_last=True))
+    assert (tr.amp, tr.channels_last) == ("none", True)
+    w = conv_weight(tr.D)
+    assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+
+
+def test_learning_rate_decay(tmp_path):
+    from pygan.training.schedule import linear_decay
+
+    assert [linear_decay(s, 10, 0.5) for s in (0, 4, 5, 9)] == [1.0, 1.0, 5 / 6, 1 / 6]
+    assert linear_decay(9, 10, 1.0) == 1.0  # 1: constant
+    tr = Trainer(tiny(tmp_path, steps=4, lr_g=1e-3, lr_d=2e-3, lr_decay_start=0.5))
+    seen = []
+    tr.opt_d.register_step_post_hook(lambda opt, *a: seen.extend([opt.param_groups[0]["lr"],
+                                                                  tr.opt_g.param_groups[0]["lr"]]))
+    tr.train()
+    assert seen == pytest.approx([2e-3, 1e-3, 2e-3, 1e-3, 2e-3 * 2 / 3, 1e-3 * 2 / 3, 2e-3 / 3, 1e-3 / 3])
+    with pytest.raises(ValueError, match="lr_decay_start"):
+        tiny(tmp_path, lr_decay_start=1.5).validate()

@@ -285,8 +285,11 @@ class TrainerBase:
             os.makedirs(cfg.out, exist_ok=True)
         total = self.total_steps
         if self.is_main:
-            self.log({"step": self.step, "precision": self.amp, "channels_last": self.channels_last,
-                      "precision_note": self.precision_note})
+            rec = {"step": self.step, "precision": self.amp, "channels_last": self.channels_last,
+                   "precision_note": self.precision_note}
+            last = next((r for r in reversed(self.history) if "precision" in r), None)
+            if last is None or (last["precision"], last["channels_last"]) != (self.amp, self.channels_last):
+                self.log(rec)  # a resumed run says so again only when this machine resolved 'auto' differently
             if cfg.progress:
                 print(f"precision: {self.precision_note}", file=sys.stderr, flush=True)
         bar = Progress(total, self.step, enabled=cfg.progress and self.is_main)
