@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import random
+import sys
 import time
 
 import numpy as np
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from pygan._io import atomic_path, atomic_torch_save
+from pygan.data.batches import BatchSource, SourceOptions, batch_source
 from pygan.training import distributed
 from pygan.training.checkpoint import read_checkpoint
 from pygan.training.progress import Progress
@@ -83,6 +85,18 @@ class TrainerBase:
         self.step = 0
         self.history: list[dict] = []
         return config
+
+    def setup_data(self, data, size: int, channels: int | None) -> BatchSource:
+        """`self.source`: the batch source of `data` (pygan.data.batches) by the config's data options (a
+        DataConfig), yielding this rank's slice of each global batch; its state is part of the checkpoint."""
+        cfg = self.config
+        options = SourceOptions(cfg.data_mode, cfg.memory_limit_mb, cfg.workers, crop=cfg.crop, flip=cfg.flip,
+                                bad_data=cfg.bad_data)
+        say = (lambda msg: print(msg, file=sys.stderr)) if self.is_main and cfg.progress else None
+        self.source = batch_source(data, size, channels, options, gen=self.gen, batch_size=cfg.batch_size,
+                                   rank=self.rank, world_size=self.world_size, seed=cfg.seed, device=self.device,
+                                   log=say)
+        return self.source
 
     def setup_pair(self, G: nn.Module, D: nn.Module, lr_g: float, lr_d: float) -> None:
         """The G/D pair: both on the device (channels_last when configured), `G_ema` (a frozen copy of G, when
@@ -228,8 +242,9 @@ class TrainerBase:
                "gen": self.gen.get_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        data = {"data": self.source.state_dict()} if getattr(self, "source", None) is not None else {}
         return {"format": self.checkpoint_format, "step": self.step, "config": dataclasses.asdict(self.config),
-                "rng": rng, **self.pair_state_dict(), **self.models_state_dict()}
+                "rng": rng, **data, **self.pair_state_dict(), **self.models_state_dict()}
 
     def save_checkpoint(self, path: str | None = None) -> str:
         """Rank 0 writes (atomically); every rank returns once the file is complete."""
@@ -243,6 +258,8 @@ class TrainerBase:
         self.load_pair_state_dict(ckpt)
         self.load_models_state_dict(ckpt)
         self.step = ckpt["step"]
+        if getattr(self, "source", None) is not None and "data" in ckpt:
+            self.source.load_state_dict(ckpt["data"])
         rng = ckpt["rng"]
         torch.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
@@ -284,6 +301,8 @@ class TrainerBase:
                 t0 = time.perf_counter()
                 rec = self.train_step()
                 rec["sec_per_step"] = time.perf_counter() - t0
+                if getattr(self, "source", None) is not None:
+                    rec["data_wait_s"] = self.source.pop_wait()  # of sec_per_step: waiting for real images
                 bar.update(1)
                 last = self.step == total
                 if self.step % cfg.log_every == 0 or last:
@@ -295,6 +314,12 @@ class TrainerBase:
                     self.save_checkpoint()
         finally:
             bar.close()
+            if getattr(self, "source", None) is not None:
+                self.source.close()
+        note = self.source.summary() if getattr(self, "source", None) is not None else ""
+        if note and self.is_main:
+            print(note, file=sys.stderr)
+            self.log({"step": self.step, "data": note})
         metrics = self.finish() if self.is_main else {}
         distributed.barrier()
         return metrics
