@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -148,11 +149,13 @@ class Streaming(BatchSource):
         from torchdata.stateful_dataloader import StatefulDataLoader
 
         self.sampler = BatchNumbers(self.batches)
-        extra = dict(prefetch_factor=self.options.prefetch, persistent_workers=True,
-                     worker_init_fn=_worker_init) if self.workers else {}
-        self.loader = StatefulDataLoader(self.dataset, batch_size=None, sampler=self.sampler,
-                                         num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                                         collate_fn=_keep, **extra)
+        extra = dict(prefetch_factor=self.options.prefetch, persistent_workers=True, worker_init_fn=_worker_init,
+                     multiprocessing_context=_worker_context()) if self.workers else {}
+        with warnings.catch_warnings():  # torchdata 0.11 calls an API torch 2.14 deprecates, on every loader
+            warnings.filterwarnings("ignore", message=".*set_vital.*")
+            self.loader = StatefulDataLoader(self.dataset, batch_size=None, sampler=self.sampler,
+                                             num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                                             collate_fn=_keep, **extra)
 
     def next(self) -> tuple[Tensor, Tensor | None]:
         t0 = time.perf_counter()
@@ -231,6 +234,12 @@ class Streaming(BatchSource):
 
 def _keep(batch):
     return batch
+
+
+def _worker_context():
+    """'fork' on Linux, also in a process that was itself spawned (whose default is then 'spawn'): forked workers
+    start in milliseconds and share the file index's pages; spawned ones re-import torch and pygan first."""
+    return "fork" if sys.platform == "linux" else None
 
 
 def _worker_init(_):

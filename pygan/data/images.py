@@ -88,7 +88,7 @@ def decode_image(path: str, size: int, channels: int, crop: tuple[float, float] 
         im = im.crop((left, top, left + size, top + size))
         if flip:
             im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        a = np.asarray(im, dtype=np.uint8)
+        a = np.array(im, dtype=np.uint8)  # a writable copy (torch.from_numpy wants one)
     return (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)), mode
 
 
