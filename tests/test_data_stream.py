@@ -159,3 +159,30 @@ def test_streamed_resume_is_exact_on_two_processes(tmp_path):
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), root, str(tmp_path)), nprocs=2, join=True)
     got = json.load(open(tmp_path / "losses.json"))
     assert len(got["full"]) == 4 and got["resumed"] == got["full"][2:]
+
+
+def test_cyclegan_streams_both_domains_and_resumes_exactly(tmp_path):
+    from pygan.cyclegan import CycleGANConfig, CycleGANTrainer
+
+    a, b = _folder(tmp_path / "a", n=6), _folder(tmp_path / "b", n=5, gray=True)
+
+    def config(out, **kw):
+        base = dict(out=str(tmp_path / out), data_a=a, data_b=b, size=16, width=4, blocks=1, d_width=4, d_layers=2,
+                    batch_size=2, steps=4, log_every=1, sample_every=100, checkpoint_every=2, grid_size=3,
+                    pool_size=3, eval=False, progress=False, device="cpu", data_mode="stream", workers=0)
+        return CycleGANConfig(**{**base, **kw})
+
+    full = CycleGANTrainer(config("full"))
+    assert isinstance(full.a, Streaming) and isinstance(full.b, Streaming)
+    full.train()
+    first = CycleGANTrainer(config("part"))  # interrupted after its second step (the lr schedule needs steps=4)
+    for _ in range(2):
+        first.log(first.train_step())
+    path = first.save_checkpoint()
+    first.a.close()
+    first.b.close()
+    resumed = CycleGANTrainer.resume(path, out=str(tmp_path / "r"))
+    resumed.train()
+    key = lambda h: [(r["loss_g"], r["loss_d_a"], r["loss_d_b"]) for r in h if "loss_g" in r]  # noqa: E731
+    assert len(key(full.history)) == 4 and key(resumed.history) == key(full.history)[2:]
+    assert any("b: converted 1 greyscale" in r.get("data", "") for r in full.history)

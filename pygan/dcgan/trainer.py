@@ -101,7 +101,7 @@ class DCGANTrainer(TrainerBase):
     def __init__(self, config: DCGANConfig, dataset=None):
         """`dataset` (optional): any torch Dataset or ImageData to train on instead of `config.data`."""
         cfg = self._setup(config)
-        src = self.setup_data(dataset if dataset is not None else cfg.data, cfg.size, cfg.channels or None)
+        self.source = src = self.setup_data(dataset if dataset is not None else cfg.data, cfg.size, cfg.channels or None)
         self.channels = src.channels
         if cfg.conditional and not src.num_classes:
             raise ValueError("--conditional needs labelled data (digits, class sub-folders, or labels in the file)")
