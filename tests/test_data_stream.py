@@ -186,3 +186,34 @@ def test_cyclegan_streams_both_domains_and_resumes_exactly(tmp_path):
     key = lambda h: [(r["loss_g"], r["loss_d_a"], r["loss_d_b"]) for r in h if "loss_g" in r]  # noqa: E731
     assert len(key(full.history)) == 4 and key(resumed.history) == key(full.history)[2:]
     assert any("b: converted 1 greyscale" in r.get("data", "") for r in full.history)
+
+
+def test_sr_streams_hr_crops_and_resumes_exactly(tmp_path):
+    from pygan.sr import SRConfig, SRTrainer
+
+    root = _folder(tmp_path / "hr", n=5)  # 22x18 images
+    Image.new("RGB", (8, 8)).save(os.path.join(root, "tiny.png"))  # smaller than the crop: skipped, reported
+
+    def config(out, **kw):
+        base = dict(data=root, out=str(tmp_path / out), scale=2, hr_crop=16, width=4, blocks=1, d_width=2,
+                    pretrain_steps=2, gan_steps=2, batch_size=2, log_every=1, sample_every=100, checkpoint_every=2,
+                    eval=False, progress=False, device="cpu", data_mode="stream", workers=1)
+        return SRConfig(**{**base, **kw})
+
+    full = SRTrainer(config("full"))
+    assert isinstance(full.stream, Streaming) and full.pairs is None
+    lr, hr = full._batch()
+    assert hr.shape == (2, 3, 16, 16) and lr.shape == (2, 3, 8, 8) and 0 <= hr.min() and hr.max() <= 1
+    full = SRTrainer(config("full"))
+    full.train()
+    first = SRTrainer(config("part"))  # interrupted after its second step
+    for _ in range(2):
+        first.log(first.train_step())
+    path = first.save_checkpoint()
+    first.stream.close()
+    resumed = SRTrainer.resume(path, out=str(tmp_path / "r"), workers=0)
+    resumed.train()
+    key = lambda h: [r["loss_g"] for r in h if "loss_g" in r]  # noqa: E731
+    assert len(key(full.history)) == 4 and key(resumed.history) == key(full.history)[2:]
+    notes = [r["data"] for r in full.history if "data" in r]
+    assert notes and "tiny.png: ValueError: 8x8, smaller than the 16x16 crop" in notes[0]

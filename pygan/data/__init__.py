@@ -4,9 +4,10 @@ memory or streamed through DataLoader workers, by a batch source (pygan.data.bat
 
 from pygan.data.batches import BatchSource, InMemory, SourceOptions, Streaming, batch_source
 from pygan.data.folder import IMAGE_EXTENSIONS, FolderIndex, scan_folder
+from pygan.data.stream import CropBatches, GlobalBatches
 from pygan.data.images import (DIGITS_HOLDOUT, DataError, ImageData, decode_image, digits_split, from_dataset,
                                image_folder, load, load_file, open_image, read_idx, to_float)
 
-__all__ = ["BatchSource", "DIGITS_HOLDOUT", "DataError", "FolderIndex", "IMAGE_EXTENSIONS", "ImageData", "InMemory",
+__all__ = ["BatchSource", "CropBatches", "GlobalBatches", "DIGITS_HOLDOUT", "DataError", "FolderIndex", "IMAGE_EXTENSIONS", "ImageData", "InMemory",
            "SourceOptions", "Streaming", "batch_source", "decode_image", "digits_split", "from_dataset",
            "image_folder", "load", "load_file", "open_image", "read_idx", "scan_folder", "to_float"]

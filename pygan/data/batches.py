@@ -131,18 +131,22 @@ class Streaming(BatchSource):
 
     kind = "stream"
 
-    def __init__(self, source, size: int, channels: int | None, data_channels: int, options: SourceOptions,
-                 batch_size: int, seed: int, rank: int, world_size: int, device, classes: list[str]):
-        super().__init__(data_channels, channels, device)
-        self.dataset = GlobalBatches(source, size, data_channels, batch_size, seed, rank, world_size,
-                                     options.crop, options.flip)
-        self.classes, self.num_images, self.options = classes, len(source), options
-        self.workers = options.workers if options.workers >= 0 else default_workers(world_size)
+    def __init__(self, dataset: GlobalBatches, channels: int | None, options: SourceOptions, device,
+                 classes: list[str], unit: bool = False):
+        """`unit`: batches in [0, 1] (x / 255) instead of [-1, 1]."""
+        super().__init__(dataset.channels, channels, device)
+        self.dataset, self.unit = dataset, unit
+        self.classes, self.num_images, self.options = classes, dataset.n, options
+        self.workers = options.workers if options.workers >= 0 else default_workers(dataset.batch_size //
+                                                                                   dataset.per_rank)
         self._it = None
         self.batches = 0                    # global batches consumed
-        self._new_loader()
         self.bad: dict[int, str] = {}       # index -> reason, every distinct unreadable file met
         self.converted: dict[int, str] = {}  # index -> original mode, grey images converted to RGB
+        self._new_loader()
+
+    def _normalise(self, x: Tensor) -> Tensor:
+        return x.float() / 255 if self.unit else to_float(x)
 
     def _new_loader(self) -> None:
         """A loader whose first batch is number self.batches (workers start on the first next())."""
@@ -174,7 +178,7 @@ class Streaming(BatchSource):
         if b["exhausted"]:
             raise DataError(f"{len(b['bad'])} unreadable images in a row (last: {self.dataset.describe(b['bad'][-1][0])}: "
                             f"{b['bad'][-1][1]}): is this folder images?")
-        x = self.adapt(to_float(b["images"].to(self.device, non_blocking=True)))
+        x = self.adapt(self._normalise(b["images"].to(self.device, non_blocking=True)))
         y = b["labels"].to(self.device, non_blocking=True) if b["labels"] is not None else None
         self.wait += time.perf_counter() - t0
         return x, y
@@ -194,7 +198,7 @@ class Streaming(BatchSource):
                 raise DataError("no readable image in the data")
             xs.append(x)
             ys.append(y)
-        x = self.adapt(to_float(torch.stack(xs)).to(self.device))
+        x = self.adapt(self._normalise(torch.stack(xs)).to(self.device))
         return x, (torch.tensor(ys, device=self.device) if ys[0] >= 0 else None)
 
     def state_dict(self) -> dict:
@@ -276,8 +280,9 @@ def batch_source(data, size: int, channels: int | None, options: SourceOptions, 
         nbytes, data_channels = _stream_estimate(src, size, channels)
         if options.mode == "stream" or nbytes > options.memory_limit_mb * 2**20:
             classes = src.classes if isinstance(src, FolderIndex) else []
-            s = Streaming(src, size, channels, data_channels, options, batch_size, seed, rank, world_size, device,
-                          classes)
+            dataset = GlobalBatches(src, size, data_channels, batch_size, seed, rank, world_size, options.crop,
+                                    options.flip)
+            s = Streaming(dataset, channels, options, device, classes)
             if log:
                 log(f"streaming {len(src)} images ({nbytes / 2**20:.0f} MB as uint8) with {s.workers} loader "
                     f"workers")

@@ -120,6 +120,38 @@ class GlobalBatches(torch.utils.data.Dataset):
         return dict(images=torch.stack(images), labels=lab, bad=bad, converted=converted, exhausted=False)
 
 
+class CropBatches(GlobalBatches):
+    """GlobalBatches of random square crops: `crop` pixels at offsets that are multiples of `align`, then one of the
+    8 symmetries of the square (quarter turns, then a mirror) when `augment` - super-resolution's HR crops, from
+    image files of any size (RGB uint8). Position and symmetry come from the stream position, as above. An image
+    smaller than the crop counts as unreadable (reported with its size)."""
+
+    def __init__(self, source: FolderIndex, crop: int, align: int, batch_size: int, seed: int, rank: int = 0,
+                 world_size: int = 1, augment: bool = True):
+        super().__init__(source, crop, 3, batch_size, seed, rank, world_size)
+        self.align, self.augment = align, augment
+
+    def read(self, i: int, pos: int | None = None):
+        from PIL import Image
+
+        c, s = self.size, self.align
+        with Image.open(self.source.path(i)) as im:
+            mode = im.mode
+            w, h = im.size
+            if min(w, h) < c:
+                raise ValueError(f"{w}x{h}, smaller than the {c}x{c} crop")
+            ph, pw = (h - c) // s + 1, (w - c) // s + 1
+            if pos is None:  # a fixed view: the centre, as it is
+                y, x, k = ph // 2, pw // 2, 0
+            else:
+                r = np.random.default_rng([self.seed, 1, pos])
+                u = r.random(2)
+                y, x, k = int(u[0] * ph), int(u[1] * pw), int(r.integers(8)) if self.augment else 0
+            a = np.array(im.convert("RGB").crop((x * s, y * s, x * s + c, y * s + c)), dtype=np.uint8)
+        t = torch.rot90(torch.from_numpy(a).permute(2, 0, 1), k & 3, dims=(-2, -1))
+        return (t.flip(-1) if k & 4 else t).contiguous(), -1, mode
+
+
 def _reason(e: Exception) -> str:
     text = str(e).splitlines()[0] if str(e) else ""
     return f"{type(e).__name__}: {text}" if text else type(e).__name__

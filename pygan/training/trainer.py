@@ -87,15 +87,18 @@ class TrainerBase:
         self.sources: dict[str, BatchSource] = {}  # setup_data's
         return config
 
+    def source_options(self) -> SourceOptions:
+        cfg = self.config
+        return SourceOptions(cfg.data_mode, cfg.memory_limit_mb, cfg.workers, crop=cfg.crop, flip=cfg.flip,
+                             bad_data=cfg.bad_data)
+
     def setup_data(self, data, size: int, channels: int | None, name: str = "data", seed_offset: int = 0) -> BatchSource:
         """The batch source of `data` (pygan.data.batches) by the config's data options (a DataConfig), yielding
         this rank's slice of each global batch, kept in `self.sources[name]` (a system with two datasets, e.g.
         CycleGAN's domains, makes two, with different seed offsets); their states are part of the checkpoint."""
         cfg = self.config
-        options = SourceOptions(cfg.data_mode, cfg.memory_limit_mb, cfg.workers, crop=cfg.crop, flip=cfg.flip,
-                                bad_data=cfg.bad_data)
         say = (lambda msg: print(f"{name}: {msg}", file=sys.stderr)) if self.is_main and cfg.progress else None
-        source = batch_source(data, size, channels, options, gen=self.gen, batch_size=cfg.batch_size,
+        source = batch_source(data, size, channels, self.source_options(), gen=self.gen, batch_size=cfg.batch_size,
                               rank=self.rank, world_size=self.world_size, seed=cfg.seed + seed_offset,
                               device=self.device, log=say)
         self.sources[name] = source
