@@ -4,7 +4,8 @@ As a suite row (`python -m benchmarks --filter data_stream`): the time to hand t
 64, from the in-memory uint8 tensor and from the stream (one DataLoader worker decoding ahead), on 2,000 files
 (200 with --quick).
 
-As a program (`python -m benchmarks.data_stream [--sizes 10000,25000,50000] [--steps 40] [--json PATH]`): the
+As a program (`python -m benchmarks.data_stream [--sizes 10000,25000,50000] [--steps 40] [--json PATH]`;
+`--plot JSON PNG` draws a results file): the
 acceptance measurement of streamed training. The folder grows to each size in turn and, for each,
 `pygan train dcgan --data DIR --size 64` (default options otherwise) runs --steps steps in a subprocess while the
 peak memory of its process tree (the trainer's resident set, and the proportional set size of the trainer and its
@@ -151,7 +152,11 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=40, help="training steps per size (default 40)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--quick", action="store_true", help="sizes 200,400 and 5 steps: checks that it runs")
+    ap.add_argument("--plot", nargs=2, metavar=("JSON", "PNG"), help="only draw the figure of a results JSON")
     args = ap.parse_args(argv)
+    if args.plot:
+        plot(*args.plot)
+        return 0
     sizes = [200, 400] if args.quick else [int(s) for s in args.sizes.split(",")]
     steps = 5 if args.quick else args.steps
     if sizes != sorted(sizes):
@@ -188,6 +193,37 @@ def main(argv=None) -> int:
             f.write("\n")
         print(f"wrote {args.json}")
     return 0
+
+
+def plot(results: str, png: str) -> None:
+    """Peak memory and time to the first step against the folder's size, and the per-step data wait."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = json.load(open(results))
+    rows = d["rows"]
+    n = [r["images"] / 1000 for r in rows]
+    fig, ax = plt.subplots(1, 3, figsize=(11, 3.2))
+    ax[0].plot(n, [r["peak_rss_main_mib"] for r in rows], "o-", label="trainer (RSS)")
+    ax[0].plot(n, [r["peak_pss_tree_mib"] for r in rows], "s-", label="trainer + workers (PSS)")
+    ax[0].set(title="peak memory", xlabel="images (thousands)", ylabel="MiB", ylim=(0, None))
+    ax[0].legend(fontsize=8)
+    ax[1].plot(n, [r["time_to_first_step_s"] for r in rows], "o-")
+    ax[1].axhline(10, color="grey", ls="--", lw=1)
+    ax[1].set(title="command start to end of first step", xlabel="images (thousands)", ylabel="s", ylim=(0, 12))
+    ax[2].bar([f"{int(x)}k" for x in n], [r["sec_per_step_median"] * 1e3 for r in rows], color="lightgrey",
+              label="step (median)")
+    ax[2].bar([f"{int(x)}k" for x in n], [r["data_wait_median_s"] * 1e3 for r in rows], color="C3",
+              label="of which data wait")
+    ax[2].set(title="per step", ylabel="ms")
+    ax[2].legend(fontsize=8)
+    env = d["environment"]
+    fig.suptitle(f"pygan train dcgan --data DIR --size 64: 64x64 JPEGs, {env['cpu']} ({env['cpus']} cores, shared), "
+                 f"OMP_NUM_THREADS={env['omp_num_threads']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
 
 
 def _cpu_name() -> str:

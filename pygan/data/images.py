@@ -1,6 +1,7 @@
 """Training data, all local: the embedded scikit-learn digits, an image folder, MNIST idx files, .npz arrays,
-or any torch Dataset. Everything is loaded into two in-memory tensors (images in [-1, 1], labels or None),
-which keeps batch sampling cheap and exactly reproducible from a saved generator state.
+or any torch Dataset, each loaded into two in-memory tensors (images in [-1, 1] - or uint8 pixels, normalised
+per batch - and labels or None), and the image decoding the streamed path shares (decode_image). Trainers take
+their batches through pygan.data.batches, which streams large folders instead of loading them.
 """
 
 from __future__ import annotations
