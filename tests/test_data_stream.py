@@ -217,3 +217,32 @@ def test_sr_streams_hr_crops_and_resumes_exactly(tmp_path):
     assert len(key(full.history)) == 4 and key(resumed.history) == key(full.history)[2:]
     notes = [r["data"] for r in full.history if "data" in r]
     assert notes and "tiny.png: ValueError: 8x8, smaller than the 16x16 crop" in notes[0]
+
+
+class _Items(torch.utils.data.Dataset):
+    """Image i is filled with i / 10 - 1, labelled i % 3; item 4 raises (a bad record in a user's dataset)."""
+
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, i):
+        if i == 4:
+            raise KeyError("record 4 is missing")
+        return torch.full((1, 8, 8), i / 10 - 1), i % 3
+
+
+def test_a_user_dataset_streams_by_index_with_bad_items_replaced():
+    gen = torch.Generator().manual_seed(0)
+    src = batch_source(_Items(), 8, None, SourceOptions(mode="stream", workers=0), gen=gen, batch_size=5, seed=1)
+    assert isinstance(src, Streaming)
+    seen = []
+    for k in range(4):  # two epochs
+        x, y = src.next()
+        assert x.shape == (5, 1, 8, 8)
+        values = [round(float(v) * 10) + 10 for v in x[:, 0, 0, 0]]
+        assert all(torch.all(x[j] == x[j, 0, 0, 0]) for j in range(5))
+        assert y.tolist() == [v % 3 for v in values]  # labels travel with their images
+        expected = [src.dataset.index(k * 5 + j) for j in range(5)]
+        assert [v for v, e in zip(values, expected) if e != 4] == [e for e in expected if e != 4]
+        seen += values
+    assert 4 not in seen and src.bad and "item 4 of the dataset: KeyError" in src.summary()

@@ -40,6 +40,8 @@ class SRConfig(DataConfig):
                                   "downsampling; large folders are streamed, see --data-mode), or a folder with lr/ "
                                   "and hr/ sub-folders of ready pairs with the same file names")
     out: str = default("runs/srgan")
+    crop: str = default("center", "not used by SR: its training crops are random (--hr-crop), flipped and rotated")
+    flip: bool = default(False, "not used by SR: its training crops are random (--hr-crop), flipped and rotated")
     scale: int = option(4, "upscaling factor", choices=SCALES)
     hr_crop: int = option(96, "size of the random HR training crops (a multiple of the scale)", ge=16)
     width: int = option(32, "generator channels (the paper: 64)", ge=1)
