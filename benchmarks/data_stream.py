@@ -151,6 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="10000,25000,50000", help="folder sizes, growing (default 10000,25000,50000)")
     ap.add_argument("--steps", type=int, default=40, help="training steps per size (default 40)")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--mode", default="auto", choices=("auto", "memory", "stream"),
+                    help="the trainer's --data-mode (default auto: streams at these sizes)")
     ap.add_argument("--quick", action="store_true", help="sizes 200,400 and 5 steps: checks that it runs")
     ap.add_argument("--plot", nargs=2, metavar=("JSON", "PNG"), help="only draw the figure of a results JSON")
     args = ap.parse_args(argv)
@@ -172,8 +174,9 @@ def main(argv=None) -> int:
             write_jpegs(folder, have, n)
             gen_s = time.perf_counter() - t
             have = n
-            r = train_once(folder, steps, os.path.join(work, f"run{n}"), ["--data-mode", "stream"] if args.quick else [])
-            r.update(images=n, generate_s=gen_s, load=os.getloadavg())
+            mode = "stream" if args.quick else args.mode
+            r = train_once(folder, steps, os.path.join(work, f"run{n}"), ["--data-mode", mode])
+            r.update(images=n, mode=mode, generate_s=gen_s, load=os.getloadavg())
             rows.append(r)
             print(f"{n:>6} images: peak memory {r['peak_pss_tree_mib']:.0f} MiB PSS with workers (trainer RSS "
                   f"{r['peak_rss_main_mib']:.0f}), "
