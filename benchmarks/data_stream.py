@@ -138,7 +138,8 @@ def train_once(folder: str, steps: int, out: str, extra: list[str]) -> dict:
     waits = [r["data_wait_s"] for r in recs[1:]]
     secs = [r["sec_per_step"] for r in recs[1:]]
     return {"images": None, "steps": len(recs), "peak_pss_tree_mib": peak_tree / 2**20,
-            "peak_rss_main_mib": peak_main / 2**20, "peak_rss_sum_tree_mib": peak_rss_sum / 2**20, "time_to_first_step_s": first, "wall_s": wall,
+            "peak_rss_main_mib": peak_main / 2**20, "peak_rss_sum_tree_mib": peak_rss_sum / 2**20,
+            "time_to_first_step_s": first, "wall_s": wall,
             "first_step_data_wait_s": recs[0]["data_wait_s"], "first_step_s": recs[0]["sec_per_step"],
             "data_wait_median_s": float(np.median(waits)), "data_wait_mean_s": float(np.mean(waits)),
             "sec_per_step_median": float(np.median(secs)),

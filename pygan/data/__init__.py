@@ -8,6 +8,6 @@ from pygan.data.stream import CropBatches, GlobalBatches
 from pygan.data.images import (DIGITS_HOLDOUT, DataError, ImageData, decode_image, digits_split, from_dataset,
                                image_folder, load, load_file, open_image, read_idx, to_float)
 
-__all__ = ["BatchSource", "CropBatches", "GlobalBatches", "DIGITS_HOLDOUT", "DataError", "FolderIndex", "IMAGE_EXTENSIONS", "ImageData", "InMemory",
-           "SourceOptions", "Streaming", "batch_source", "decode_image", "digits_split", "from_dataset",
+__all__ = ["BatchSource", "CropBatches", "GlobalBatches", "DIGITS_HOLDOUT", "DataError", "FolderIndex",
+           "IMAGE_EXTENSIONS", "ImageData", "InMemory", "SourceOptions", "Streaming", "batch_source", "decode_image", "digits_split", "from_dataset",
            "image_folder", "load", "load_file", "open_image", "read_idx", "scan_folder", "to_float"]

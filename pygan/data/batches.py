@@ -176,8 +176,9 @@ class Streaming(BatchSource):
         for i, mode in b["converted"]:
             self.converted.setdefault(i, mode)
         if b["exhausted"]:
-            raise DataError(f"{len(b['bad'])} unreadable images in a row (last: {self.dataset.describe(b['bad'][-1][0])}: "
-                            f"{b['bad'][-1][1]}): is this folder images?")
+            last, reason = b["bad"][-1]
+            raise DataError(f"{len(b['bad'])} unreadable images in a row (last: {self.dataset.describe(last)}: "
+                            f"{reason}): is this folder images?")
         x = self.adapt(self._normalise(b["images"].to(self.device, non_blocking=True)))
         y = b["labels"].to(self.device, non_blocking=True) if b["labels"] is not None else None
         self.wait += time.perf_counter() - t0
@@ -289,6 +290,3 @@ def batch_source(data, size: int, channels: int | None, options: SourceOptions, 
             return s
     return InMemory(load(data, size, channels, uint8=True), channels, gen, batch_size, my_slice, device)
 
-
-def warn(msg: str) -> None:
-    print(msg, file=sys.stderr)

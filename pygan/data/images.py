@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pygan.data.folder import IMAGE_EXTENSIONS
+from pygan.data.folder import IMAGE_EXTENSIONS  # noqa: F401 (re-exported: pygan.data.images.IMAGE_EXTENSIONS)
 DIGITS_HOLDOUT = 0.2    # fraction of each class held out of training, for evaluation
 DIGITS_SPLIT_SEED = 0   # the hold-out split is fixed: the same for every run and every machine
 

@@ -92,7 +92,8 @@ class TrainerBase:
         return SourceOptions(cfg.data_mode, cfg.memory_limit_mb, cfg.workers, crop=cfg.crop, flip=cfg.flip,
                              bad_data=cfg.bad_data)
 
-    def setup_data(self, data, size: int, channels: int | None, name: str = "data", seed_offset: int = 0) -> BatchSource:
+    def setup_data(self, data, size: int, channels: int | None, name: str = "data",
+                   seed_offset: int = 0) -> BatchSource:
         """The batch source of `data` (pygan.data.batches) by the config's data options (a DataConfig), yielding
         this rank's slice of each global batch, kept in `self.sources[name]` (a system with two datasets, e.g.
         CycleGAN's domains, makes two, with different seed offsets); their states are part of the checkpoint."""
