@@ -68,7 +68,7 @@ def cases(device: str, quick: bool) -> list[Case]:
 
                 if "folder" not in made:
                     made["folder"] = _folder(n)
-                    os.environ.setdefault("PYGAN_CACHE_DIR", os.path.join(made["folder"], ".cache"))
+                    os.environ.setdefault("PYGAN_FOLDER_CACHE", os.path.join(made["folder"], ".cache"))
                 made[mode] = batch_source(made["folder"], 64, 3, SourceOptions(mode=mode, workers=workers),
                                           gen=torch.Generator(device).manual_seed(0), batch_size=BATCH,
                                           device=device)
@@ -165,8 +165,8 @@ def main(argv=None) -> int:
     if sizes != sorted(sizes):
         ap.error("--sizes must grow")
     work = tempfile.mkdtemp(prefix="pygan-data-stream-")
-    env_cache = os.environ.get("PYGAN_CACHE_DIR")
-    os.environ["PYGAN_CACHE_DIR"] = os.path.join(work, "cache")  # the runs' folder-scan cache, removed with it
+    env_cache = os.environ.get("PYGAN_FOLDER_CACHE")
+    os.environ["PYGAN_FOLDER_CACHE"] = os.path.join(work, "cache")  # the runs' folder-scan cache, removed with it
     rows = []
     try:
         folder, have = os.path.join(work, "images"), 0
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if env_cache is None:
-            os.environ.pop("PYGAN_CACHE_DIR", None)
+            os.environ.pop("PYGAN_FOLDER_CACHE", None)
     env = {"machine": platform.processor() or platform.machine(), "cpu": _cpu_name(), "cpus": os.cpu_count(),
            "torch": torch.__version__, "python": platform.python_version(),
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}

@@ -18,7 +18,7 @@ from pygan.data.stream import GlobalBatches
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYGAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PYGAN_FOLDER_CACHE", str(tmp_path / "cache"))
 
 
 def _folder(root, n=24, bad=False, gray=False, classes=False):
@@ -137,7 +137,7 @@ def test_a_folder_of_non_images_stops_with_a_data_error(tmp_path):
 def _ddp_worker(rank, world, init_file, root, out):
     from pygan.dcgan import DCGANTrainer
 
-    os.environ["PYGAN_CACHE_DIR"] = os.path.join(out, "cache")
+    os.environ["PYGAN_FOLDER_CACHE"] = os.path.join(out, "cache")
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         full = DCGANTrainer(_config(os.path.join(out, "full"), root, workers=1))

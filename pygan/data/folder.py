@@ -1,8 +1,9 @@
 """A folder of images scanned once: the sorted file list (relative paths, sizes, modification times) and the class
 of each file (its sub-folder), cached so that a restart does not walk a large tree again.
 
-The cache lives outside the user's data folder: $PYGAN_CACHE_DIR, else $XDG_CACHE_HOME/pygan, else ~/.cache/pygan,
-in folders/<hash of the folder's absolute path>.json. It is valid while every directory of the tree keeps the
+The cache lives outside the user's data folder, in <hash of the folder's absolute path>.json under
+$PYGAN_FOLDER_CACHE, else the folders/ sub-folder of pygan's cache ($PYGAN_CACHE, else $XDG_CACHE_HOME/pygan or
+~/.cache/pygan, as the metrics' cached classifiers). It is valid while every directory of the tree keeps the
 modification time it had at the scan (adding, removing or renaming a file changes its directory's mtime); checking
 that stats the directories only, not the files. It is written atomically; an unwritable cache dir is not an error.
 """
@@ -38,15 +39,16 @@ class FolderIndex:
 
 
 def cache_dir() -> str:
-    if os.environ.get("PYGAN_CACHE_DIR"):
-        return os.environ["PYGAN_CACHE_DIR"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "pygan")
+    if os.environ.get("PYGAN_FOLDER_CACHE"):
+        return os.environ["PYGAN_FOLDER_CACHE"]
+    pygan_cache = os.environ.get("PYGAN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "pygan")
+    return os.path.join(pygan_cache, "folders")
 
 
 def cache_path(root: str) -> str:
     key = hashlib.sha1(os.path.abspath(root).encode()).hexdigest()[:20]
-    return os.path.join(cache_dir(), "folders", key + ".json")
+    return os.path.join(cache_dir(), key + ".json")
 
 
 def _walk(root: str):
