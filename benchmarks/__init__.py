@@ -16,4 +16,5 @@ SUITES = [
     "benchmarks.cyclegan",
     "benchmarks.segmentation",
     "benchmarks.text2image",
+    "benchmarks.data_stream",
 ]

@@ -1,3 +1,4 @@
+import os
 import zlib
 
 import pytest
@@ -7,6 +8,18 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs 
 
 # Every op test runs on each of these; CUDA ones are marked and skipped without a GPU.
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, requires_cuda])]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _folder_cache(tmp_path_factory):
+    # folder scans (pygan.data.folder) cache their file lists under $PYGAN_FOLDER_CACHE: a temp dir, not ~/.cache
+    old = os.environ.get("PYGAN_FOLDER_CACHE")
+    os.environ["PYGAN_FOLDER_CACHE"] = str(tmp_path_factory.mktemp("pygan-cache"))
+    yield
+    if old is None:
+        os.environ.pop("PYGAN_FOLDER_CACHE", None)
+    else:
+        os.environ["PYGAN_FOLDER_CACHE"] = old
 
 
 @pytest.fixture(autouse=True)

@@ -21,15 +21,17 @@ from pygan._io import save_grid
 from pygan.cyclegan.data import Domains, load_domains
 from pygan.cyclegan.evaluate import CHECKPOINT_FORMAT, evaluate, write_metrics
 from pygan.cyclegan.models import UPSAMPLE, Discriminators, Generators
-from pygan.training import TrainConfig, TrainerBase, default, option, plot_curves
+from pygan.data import BatchSource, DataError
+from pygan.training import DataConfig, TrainerBase, default, option, plot_curves
 from pygan.training.schedule import linear_decay
 
 
 @dataclass
-class CycleGANConfig(TrainConfig):
+class CycleGANConfig(DataConfig):
     data_a: str = option("digits", "domain A: 'digits' (the embedded digit domains, whose true translation is "
                                    "known; then data_b is 'digits' too) or a folder of images")
-    data_b: str = option("digits", "domain B: 'digits' or a folder of images")
+    data_b: str = option("digits", "domain B: 'digits' or a folder of images (large folders are streamed, see "
+                                   "--data-mode)")
     out: str = default("runs/cyclegan")
     size: int = option(32, "image size (images are resized and centre-cropped to size x size)", ge=8)
     width: int = option(16, "generator width: channels of its first layer (the paper: 64)", ge=1)
@@ -110,31 +112,45 @@ class CycleGANTrainer(TrainerBase):
     def __init__(self, config: CycleGANConfig, dataset: Domains | None = None):
         """`dataset` (optional): a pygan.cyclegan.data.Domains to train on instead of data_a / data_b."""
         cfg = self._setup(config)
-        self.domains = dataset if dataset is not None else load_domains(cfg.data_a, cfg.data_b, cfg.size)
-        self.a = self.domains.a.images.to(self.device)
-        self.b = self.domains.b.images.to(self.device)
-        if self.a.shape[1:] != self.b.shape[1:]:
-            raise ValueError(f"the domains' images differ in shape: A {tuple(self.a.shape[1:])}, "
-                             f"B {tuple(self.b.shape[1:])}")
-        c = self.a.shape[1]
-        self.flip = cfg.flip and self.domains.test_a is None  # mirrored digits are other shapes: folders only
+        if dataset is None and cfg.data_a != "digits" and cfg.data_b != "digits":
+            self.domains = None  # two folders: each its own batch source, in memory or streamed
+            data_a, data_b = cfg.data_a, cfg.data_b
+        else:  # the embedded domains (with their held-out test pairs) or a caller's Domains: in memory
+            self.domains = dataset if dataset is not None else load_domains(cfg.data_a, cfg.data_b, cfg.size)
+            data_a, data_b = self.domains.a, self.domains.b
+        self.a, self.b = (self._source(name, data, i) for i, (name, data) in enumerate((("a", data_a),
+                                                                                        ("b", data_b))))
+        if self.a.channels != self.b.channels:
+            raise ValueError(f"the domains' images differ in channels: A {self.a.channels}, B {self.b.channels}")
+        c = self.a.channels
+        self.flip = cfg.flip and (self.domains is None or self.domains.test_a is None)  # digits: never mirrored
         self.setup_pair(Generators(c, cfg.width, cfg.blocks, cfg.upsample, cfg.fused),
                         Discriminators(c, cfg.d_width, cfg.d_layers, cfg.fused), cfg.lr, cfg.lr)
         self.pool_a, self.pool_b = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)
         # fixed images for the sample grids
         k = min(cfg.grid_size, len(self.a), len(self.b))
-        self.sample_a, self.sample_b = self.a[:k].clone(), self.b[:k].clone()
+        self.sample_a, self.sample_b = self.a.take(list(range(k)))[0], self.b.take(list(range(k)))[0]
+
+    def _source(self, name: str, data, seed_offset: int) -> BatchSource:
+        """Domain `name`'s batch source (3 channels; the second domain's stream has a seed of its own)."""
+        try:
+            source = self.setup_data(data, self.config.size, 3, name=name, seed_offset=seed_offset)
+        except DataError as e:
+            raise DataError(f"data_{name}: {e}") from None
+        if len(source) < 2:
+            raise DataError(f"data_{name} needs at least 2 images, got {len(source)}")
+        return source
 
     def learning_rate(self) -> float:
         """Constant, then linear decay to 0 from decay_start x steps (a function of the step: exact on resume)."""
         cfg = self.config
         return cfg.lr * linear_decay(self.step, cfg.steps, cfg.decay_start)
 
-    def _batch(self, images: Tensor) -> Tensor:
+    def _batch(self, source: BatchSource) -> Tensor:
         n = self.config.batch_size
-        idx = torch.randint(0, len(images), (n,), generator=self.gen, device=self.device)
-        x = images[idx[self.my_slice]]
-        if self.flip:  # drawn for the global batch, so that every process count sees the same images
+        x, _ = source.next()
+        if self.flip and source.kind == "memory":  # (a streamed source flips as it decodes)
+            # drawn for the global batch, so that every process count sees the same images
             mirror = (torch.rand(n, generator=self.gen, device=self.device) < 0.5)[self.my_slice]
             x = torch.where(mirror.view(-1, 1, 1, 1), x.flip(-1), x)
         return self.prep(x)
@@ -216,7 +232,7 @@ class CycleGANTrainer(TrainerBase):
         self.pool_b.load_state_dict(ckpt["pool_b"], self.device)
 
     def finish(self) -> dict:
-        if not (self.config.eval and self.domains.test_a is not None):
+        if not (self.config.eval and self.domains is not None and self.domains.test_a is not None):
             return {}
         metrics = {"step": self.step, **evaluate(self.evaluation_generator, self.domains)}
         write_metrics(metrics, os.path.join(self.config.out, "metrics.json"))

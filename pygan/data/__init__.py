@@ -1,8 +1,13 @@
-"""Shared image data sources: the embedded digits (with their fixed held-out split), folders of images, .npz and
-MNIST idx files, and any torch Dataset — each loaded as one ImageData."""
+"""Shared image data sources: the embedded digits (with their fixed held-out split), folders of images (scanned once,
+cached), .npz and MNIST idx files, and any torch Dataset - loaded as one ImageData, or served batch by batch, in
+memory or streamed through DataLoader workers, by a batch source (pygan.data.batches)."""
 
-from pygan.data.images import (DIGITS_HOLDOUT, IMAGE_EXTENSIONS, DataError, ImageData, digits_split, from_dataset,
-                               image_folder, load, load_file, open_image, read_idx)
+from pygan.data.batches import BatchSource, InMemory, SourceOptions, Streaming, batch_source
+from pygan.data.folder import IMAGE_EXTENSIONS, FolderIndex, scan_folder
+from pygan.data.stream import CropBatches, GlobalBatches
+from pygan.data.images import (DIGITS_HOLDOUT, DataError, ImageData, decode_image, digits_split, from_dataset,
+                               image_folder, load, load_file, open_image, read_idx, to_float)
 
-__all__ = ["DIGITS_HOLDOUT", "IMAGE_EXTENSIONS", "DataError", "ImageData", "digits_split", "from_dataset",
-           "image_folder", "load", "load_file", "open_image", "read_idx"]
+__all__ = ["BatchSource", "CropBatches", "GlobalBatches", "DIGITS_HOLDOUT", "DataError", "FolderIndex",
+           "IMAGE_EXTENSIONS", "ImageData", "InMemory", "SourceOptions", "Streaming", "batch_source", "decode_image", "digits_split", "from_dataset",
+           "image_folder", "load", "load_file", "open_image", "read_idx", "scan_folder", "to_float"]

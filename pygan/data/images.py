@@ -1,6 +1,7 @@
 """Training data, all local: the embedded scikit-learn digits, an image folder, MNIST idx files, .npz arrays,
-or any torch Dataset. Everything is loaded into two in-memory tensors (images in [-1, 1], labels or None),
-which keeps batch sampling cheap and exactly reproducible from a saved generator state.
+or any torch Dataset, each loaded into two in-memory tensors (images in [-1, 1] - or uint8 pixels, normalised
+per batch - and labels or None), and the image decoding the streamed path shares (decode_image). Trainers take
+their batches through pygan.data.batches, which streams large folders instead of loading them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+from pygan.data.folder import IMAGE_EXTENSIONS  # noqa: F401 (re-exported: pygan.data.images.IMAGE_EXTENSIONS)
 DIGITS_HOLDOUT = 0.2    # fraction of each class held out of training, for evaluation
 DIGITS_SPLIT_SEED = 0   # the hold-out split is fixed: the same for every run and every machine
 
@@ -26,7 +27,7 @@ class DataError(ValueError):
 
 @dataclass
 class ImageData:
-    images: Tensor            # (N, C, S, S) float32 in [-1, 1]
+    images: Tensor            # (N, C, S, S) float32 in [-1, 1], or uint8 pixels (see to_float)
     labels: Tensor | None     # (N,) int64, or None
     classes: list[str]        # class names (empty when unlabelled)
 
@@ -65,47 +66,68 @@ def digits_split(size: int = 32) -> tuple[ImageData, ImageData]:
     return ImageData(x[tr].contiguous(), y[tr], classes), ImageData(x[ho].contiguous(), y[ho], classes)
 
 
+def decode_image(path: str, size: int, channels: int, crop: tuple[float, float] | None = None, flip: bool = False,
+                 margin: float = 1.0) -> tuple[np.ndarray, str]:
+    """An image file as ((channels, size, size) uint8, its mode before conversion): the shorter side resized to
+    round(size * margin) (bicubic), then cropped to size x size - centred, or at the relative offset `crop`
+    (fractions in [0, 1) of the free room along x and y) - and mirrored left-right when `flip`.
+    OSError / PIL.UnidentifiedImageError / ValueError propagate (the callers decide what bad data means)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        mode = im.mode
+        im = im.convert("L" if channels == 1 else "RGB")
+        w, h = im.size
+        target = max(size, round(size * margin))
+        s = target / min(w, h)  # resize the shorter side to `target`, then crop
+        im = im.resize((max(target, round(w * s)), max(target, round(h * s))), Image.Resampling.BICUBIC)
+        w, h = im.size
+        if crop is None:
+            left, top = (w - size) // 2, (h - size) // 2
+        else:
+            left, top = int(crop[0] * (w - size + 1)), int(crop[1] * (h - size + 1))
+        im = im.crop((left, top, left + size, top + size))
+        if flip:
+            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        a = np.array(im, dtype=np.uint8)  # a writable copy (torch.from_numpy wants one)
+    return (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)), mode
+
+
+UNREADABLE = (OSError, ValueError, SyntaxError)  # what PIL raises on truncated, corrupt or non-image files
+
+
 def open_image(path: str, size: int, channels: int) -> np.ndarray:
     """An image file as a (channels, size, size) float32 array in [0, 255]: the shorter side resized to `size`
     (bicubic), then centre-cropped; DataError when it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            w, h = im.size
-            s = size / min(w, h)  # resize the shorter side to `size`, then center-crop
-            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.Resampling.BICUBIC)
-            w, h = im.size
-            left, top = (w - size) // 2, (h - size) // 2
-            im = im.crop((left, top, left + size, top + size))
-            a = np.asarray(im, dtype=np.float32)
-    except (UnidentifiedImageError, OSError) as e:
+        a, _ = decode_image(path, size, channels)
+    except UNREADABLE as e:
         raise DataError(f"cannot read image {path}: {e}") from None
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    return a.astype(np.float32)
 
 
-def image_folder(root: str, size: int, channels: int = 3) -> ImageData:
-    """Every image under `root`; images in a sub-folder get that sub-folder's relative path as class.
+def image_folder(root: str, size: int, channels: int = 3, uint8: bool = False) -> ImageData:
+    """Every image under `root` (scanned by pygan.data.folder.scan_folder, cached); images in a sub-folder get that
+    sub-folder's relative path as class. Images directly in `root` (no sub-folders with images) give unlabelled
+    data. `uint8`: keep the pixels as uint8 (normalise them per batch with to_float) instead of float in [-1, 1]."""
+    from pygan.data.folder import scan_folder
 
-    Images directly in `root` (no sub-folders with images) give unlabelled data.
-    """
-    if not os.path.isdir(root):
-        raise DataError(f"data folder not found: {root}")
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for f in sorted(filenames):
-            if f.lower().endswith(IMAGE_EXTENSIONS):
-                files.append(os.path.join(dirpath, f))
-    if not files:
-        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
-    rel_dirs = [os.path.relpath(os.path.dirname(f), root) for f in files]
-    labelled = all(d != "." for d in rel_dirs)
-    classes = sorted(set(rel_dirs)) if labelled else []
-    x = torch.from_numpy(np.stack([open_image(f, size, channels) for f in files]) / 127.5 - 1)
-    y = torch.tensor([classes.index(d) for d in rel_dirs]) if labelled and len(classes) > 1 else None
-    return ImageData(x.float(), y, classes if y is not None else [])
+    index = scan_folder(root)
+    x = torch.from_numpy(np.stack([_read_or_fail(index.path(i), size, channels) for i in range(len(index))]))
+    y = torch.tensor(index.labels) if index.labels is not None else None
+    return ImageData(x if uint8 else to_float(x), y, index.classes)
+
+
+def _read_or_fail(path: str, size: int, channels: int) -> np.ndarray:
+    try:
+        return decode_image(path, size, channels)[0]
+    except UNREADABLE as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+
+
+def to_float(x: Tensor) -> Tensor:
+    """uint8 pixels -> float32 in [-1, 1] (x / 127.5 - 1); float tensors are returned as they are."""
+    return x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -126,7 +148,7 @@ def read_idx(path: str) -> np.ndarray:
     return data.reshape(shape)
 
 
-def _from_arrays(images: np.ndarray, labels: np.ndarray | None, size: int, what: str) -> ImageData:
+def _from_arrays(images: np.ndarray, labels: np.ndarray | None, size: int, what: str, uint8: bool = False) -> ImageData:
     x = np.asarray(images)
     if x.ndim == 3:
         x = x[:, None]
@@ -134,8 +156,11 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray | None, size: int, what:
         x = x.transpose(0, 3, 1, 2)  # NHWC -> NCHW
     if x.ndim != 4 or x.shape[1] not in (1, 3) or x.shape[0] == 0:
         raise DataError(f"{what}: expected images of shape (N, H, W), (N, C, H, W) or (N, H, W, C) with C 1 or 3, got {x.shape}")
-    x = torch.from_numpy(x.astype(np.float32))
-    if np.issubdtype(images.dtype, np.integer):
+    keep = uint8 and images.dtype == np.uint8 and x.shape[-1] == size and x.shape[-2] == size
+    x = torch.from_numpy(x.astype(np.uint8 if keep else np.float32))
+    if keep:  # uint8 pixels of the right size stay uint8 (4x less memory), normalised per batch
+        pass
+    elif np.issubdtype(images.dtype, np.integer):
         x = x / 127.5 - 1
     elif x.min() >= 0 and x.max() <= 1:
         x = x * 2 - 1
@@ -151,7 +176,7 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray | None, size: int, what:
     return ImageData(_resize(x, size).contiguous(), y, classes)
 
 
-def load_file(path: str, size: int) -> ImageData:
+def load_file(path: str, size: int, uint8: bool = False) -> ImageData:
     """An .npz (arrays `x`/`images`, optional `y`/`labels`) or an MNIST idx images file (labels from the
     matching `*labels-idx1-ubyte*` file next to it, when present)."""
     if not os.path.isfile(path):
@@ -165,12 +190,12 @@ def load_file(path: str, size: int) -> ImageData:
         if xk is None:
             raise DataError(f"{path}: no image array named x, images, x_train or arr_0 (found {z.files})")
         yk = next((k for k in ("y", "labels", "y_train") if k in z.files), None)
-        return _from_arrays(z[xk], z[yk] if yk else None, size, path)
+        return _from_arrays(z[xk], z[yk] if yk else None, size, path, uint8)
     if "idx" in os.path.basename(path):
         x = read_idx(path)
         lab = path.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1")
         y = read_idx(lab) if lab != path and os.path.isfile(lab) else None
-        return _from_arrays(x, y, size, path)
+        return _from_arrays(x, y, size, path, uint8)
     raise DataError(f"unknown data file type: {path} (expected .npz or an MNIST idx file)")
 
 
@@ -194,17 +219,18 @@ def from_dataset(dataset, size: int) -> ImageData:
     return ImageData(_resize(x, size).contiguous(), y, classes)
 
 
-def load(source, size: int, channels: int | None = None) -> ImageData:
-    """'digits', a folder, a file (.npz / idx), a torch Dataset or an ImageData."""
+def load(source, size: int, channels: int | None = None, uint8: bool = False) -> ImageData:
+    """'digits', a folder, a file (.npz / idx), a torch Dataset or an ImageData. `uint8`: folders and uint8 arrays
+    of the right size keep their pixels as uint8 (see to_float); everything else is float in [-1, 1]."""
     if isinstance(source, ImageData):
         return ImageData(_resize(source.images, size), source.labels, source.classes)
     if isinstance(source, str):
         if source == "digits":
             return digits_split(size)[0]
         if os.path.isdir(source):
-            return image_folder(source, size, channels or 3)
+            return image_folder(source, size, channels or 3, uint8)
         if os.path.exists(source):
-            return load_file(source, size)
+            return load_file(source, size, uint8)
         raise DataError(f"data not found: {source} (expected 'digits', a folder of images, an .npz or an idx file)")
     if hasattr(source, "__getitem__") and hasattr(source, "__len__"):
         return from_dataset(source, size)

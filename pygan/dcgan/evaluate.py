@@ -8,7 +8,7 @@ import json
 import torch
 
 from pygan._io import atomic_path
-from pygan.data import ImageData, digits_split
+from pygan.data import ImageData, digits_split, to_float
 from pygan.dcgan.models import DCGANDiscriminator, DCGANGenerator
 from pygan.training import read_checkpoint as _read_checkpoint, recalibrate_batch_norm
 
@@ -47,7 +47,7 @@ WASSERSTEIN_BATCH = 500   # at most this many real images (and as many samples) 
 WASSERSTEIN_SEED = 7919   # offset of the estimate's latent seed from the run's: a stream of its own
 
 
-def wasserstein_batch(data: ImageData, source: str, size: int, channels: int, latent_dim: int, num_classes: int,
+def wasserstein_batch(data, source: str, size: int, channels: int, latent_dim: int, num_classes: int,
                       seed: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The fixed batch of the critic's Wasserstein estimate: (real images, latents, labels or None). Real images are
     the held-out digits for the embedded digits; for other data (which has no held-out split) a fixed random subset
@@ -56,8 +56,11 @@ def wasserstein_batch(data: ImageData, source: str, size: int, channels: int, la
     if source == "digits" and channels == 1:
         data = digits_split(size)[1]
     idx = torch.randperm(len(data), generator=g)[:WASSERSTEIN_BATCH]
-    real = data.images[idx]
-    labels = data.labels[idx].long() if num_classes else None
+    if isinstance(data, ImageData):
+        real, labels = to_float(data.images[idx]), data.labels[idx] if data.labels is not None else None
+    else:  # a batch source (pygan.data.batches)
+        real, labels = data.take(idx)
+    labels = labels.long() if num_classes else None
     z = torch.randn(len(idx), latent_dim, generator=g)
     return real.to(device), z.to(device), None if labels is None else labels.to(device)
 

@@ -27,25 +27,25 @@ from torch import Tensor
 
 from pygan import losses
 from pygan._io import atomic_path, save_grid
-from pygan.data import ImageData, load
 from pygan.dcgan.evaluate import (CHECKPOINT_FORMAT, critic_estimate, recalibrate_bn, sample_in_chunks,
                                   wasserstein_batch, write_digits_metrics)
 from pygan.dcgan.models import NORMS, SIZES, DCGANDiscriminator, DCGANGenerator
 from pygan.dcgan.recipes import RECIPES, apply_recipe, clip_weights_
 from pygan.ops.recompute import recompute_relu_outputs
-from pygan.training import TrainConfig, TrainerBase, default, option, plot_curves
+from pygan.training import DataConfig, TrainerBase, default, option, plot_curves
 from pygan.training.schedule import linear_decay
 
 
 @apply_recipe
 @dataclass
-class DCGANConfig(TrainConfig):
+class DCGANConfig(DataConfig):
     recipe: str = option("default", "a paper's defaults for the options not given explicitly: 'default' (this "
                                     "DCGAN), 'wgan' (weight clipping) or 'wgan-gp' (gradient penalty); see "
                                     "docs/dcgan.md", choices=tuple(RECIPES))
     data: str = option("digits", "training data: 'digits' (scikit-learn's bundled digits, train split), a folder of "
-                                 "images (png/jpg; sub-folders are classes), an .npz file (arrays x/images [, "
-                                 "y/labels]) or an MNIST idx images file")
+                                 "images (png/jpg; sub-folders are classes; large ones are streamed, see "
+                                 "--data-mode), an .npz file (arrays x/images [, y/labels]) or an MNIST idx images "
+                                 "file")
     out: str = default("runs/dcgan")
     size: int = option(32, "image size", choices=SIZES)
     channels: int = option(0, "image channels, 1 or 3 (0: from the data; digits are 1, image folders 3)",
@@ -105,17 +105,13 @@ class DCGANTrainer(TrainerBase):
     def __init__(self, config: DCGANConfig, dataset=None):
         """`dataset` (optional): any torch Dataset or ImageData to train on instead of `config.data`."""
         cfg = self._setup(config)
-        self.data: ImageData = load(dataset if dataset is not None else cfg.data, cfg.size,
-                                    cfg.channels or None)
-        if cfg.channels and self.data.images.shape[1] != cfg.channels:
-            self.data.images = (self.data.images.mean(1, keepdim=True) if cfg.channels == 1
-                                else self.data.images.expand(-1, 3, -1, -1).contiguous())
-        self.channels = self.data.images.shape[1]
-        if cfg.conditional and self.data.labels is None:
+        self.source = src = self.setup_data(dataset if dataset is not None else cfg.data, cfg.size, cfg.channels or None)
+        self.channels = src.channels
+        if cfg.conditional and not src.num_classes:
             raise ValueError("--conditional needs labelled data (digits, class sub-folders, or labels in the file)")
-        self.num_classes = self.data.num_classes if cfg.conditional else 0
-        if len(self.data) < 2:
-            raise ValueError(f"need at least 2 training images, got {len(self.data)}")
+        self.num_classes = src.num_classes if cfg.conditional else 0
+        if len(src) < 2:
+            raise ValueError(f"need at least 2 training images, got {len(src)}")
 
         G = DCGANGenerator(cfg.size, self.channels, cfg.latent_dim, cfg.g_width, self.num_classes, fused=cfg.fused)
         D = DCGANDiscriminator(cfg.size, self.channels, cfg.d_width, self.num_classes, fused=cfg.fused,
@@ -125,16 +121,14 @@ class DCGANTrainer(TrainerBase):
             self.opt_g = torch.optim.RMSprop(self.G.parameters(), cfg.lr_g)
             self.opt_d = torch.optim.RMSprop(self.D.parameters(), cfg.lr_d)
 
-        self.images = self.data.images.to(self.device)
-        self.labels = self.data.labels.to(self.device) if self.data.labels is not None else None
         self.fixed_z = torch.randn(cfg.grid_size, cfg.latent_dim, generator=self.gen, device=self.device)
         self.fixed_labels = (torch.arange(cfg.grid_size, device=self.device) % self.num_classes
                              if self.num_classes else None)
-        idx = torch.randperm(len(self.data), generator=self.gen, device=self.device)[: cfg.grid_size]
-        self.real_diversity = mean_pairwise_distance(self.images[idx])
+        idx = torch.randperm(len(src), generator=self.gen, device=self.device)[: cfg.grid_size]
+        self.real_diversity = mean_pairwise_distance(src.take(idx)[0])
         if cfg.wasserstein_every:
             self.w_real, self.w_z, self.w_labels = wasserstein_batch(
-                self.data, cfg.data, cfg.size, self.channels, cfg.latent_dim, self.num_classes, cfg.seed, self.device)
+                src, cfg.data, cfg.size, self.channels, cfg.latent_dim, self.num_classes, cfg.seed, self.device)
 
     # ---------------------------------------------------------------- one iteration
     def _noise_std(self) -> float:
@@ -168,9 +162,8 @@ class DCGANTrainer(TrainerBase):
         self.G.train()
         self.D.train()
         for i in range(cfg.d_steps):
-            idx = torch.randint(0, len(self.images), (n,), generator=self.gen, device=self.device)[mine]
-            real = self.images[idx]
-            y = self.labels[idx] if self.num_classes else None
+            real, labels = self.source.next()  # this rank's slice of a fresh global batch
+            y = labels if self.num_classes else None
             z = self._latent(n)
             with self.autocast():
                 with torch.no_grad():
@@ -278,7 +271,7 @@ class DCGANTrainer(TrainerBase):
 
     def models_state_dict(self) -> dict:
         return {
-            "channels": self.channels, "num_classes": self.num_classes, "classes": self.data.classes,
+            "channels": self.channels, "num_classes": self.num_classes, "classes": self.source.classes,
             "G_sample": self.sampler.state_dict(),
             "fixed_z": self.fixed_z.cpu(), "fixed_labels": None if self.fixed_labels is None else self.fixed_labels.cpu(),
             "real_diversity": self.real_diversity,

@@ -26,19 +26,22 @@ import torch.nn.functional as F
 
 from pygan import losses
 from pygan._io import atomic_path
+from pygan.data import CropBatches, DataError, Streaming, scan_folder
 from pygan.sr.data import bicubic_upscale, held_out_images, load_pairs, make_lr
 from pygan.sr.evaluate import CHECKPOINT_FORMAT, evaluate_sr, generators_from_checkpoint, save_comparison
 from pygan.sr.models import SCALES, SRDiscriminator, SRResNet
-from pygan.training import TrainConfig, TrainerBase, default, option, plot_curves
+from pygan.training import DataConfig, TrainerBase, default, option, plot_curves
 
 
 @dataclass
-class SRConfig(TrainConfig):
+class SRConfig(DataConfig):
     data: str = option("bundled", "training data: 'bundled' (the training split of the photos bundled with "
                                   "scikit-image and scikit-learn), a folder of images (HR; LR made by bicubic "
-                                  "downsampling), or a folder with lr/ and hr/ sub-folders of ready pairs with the "
-                                  "same file names")
+                                  "downsampling; large folders are streamed, see --data-mode), or a folder with lr/ "
+                                  "and hr/ sub-folders of ready pairs with the same file names")
     out: str = default("runs/srgan")
+    crop: str = default("center", "not used by SR: its training crops are random (--hr-crop), flipped and rotated")
+    flip: bool = default(False, "not used by SR: its training crops are random (--hr-crop), flipped and rotated")
     scale: int = option(4, "upscaling factor", choices=SCALES)
     hr_crop: int = option(96, "size of the random HR training crops (a multiple of the scale)", ge=16)
     width: int = option(32, "generator channels (the paper: 64)", ge=1)
@@ -80,7 +83,9 @@ class SRTrainer(TrainerBase):
     def __init__(self, config: SRConfig, dataset=None):
         """`dataset` (optional): a pygan.sr.data.PairSampler to train on instead of `config.data`."""
         cfg = self._setup(config)
-        self.pairs = dataset if dataset is not None else load_pairs(cfg.data, cfg.scale, cfg.hr_crop)
+        self.stream = self._stream(cfg) if dataset is None else None
+        self.pairs = None if self.stream is not None else (
+            dataset if dataset is not None else load_pairs(cfg.data, cfg.scale, cfg.hr_crop))
         self.data_gen = torch.Generator().manual_seed(cfg.seed)  # crops are cut on the CPU
         G = SRResNet(cfg.scale, 3, cfg.width, cfg.blocks, cfg.bicubic_skip, fused=cfg.fused)
         D = SRDiscriminator(3, cfg.d_width, fused=cfg.fused)
@@ -98,6 +103,21 @@ class SRTrainer(TrainerBase):
         self.sample_hr = hr[:, y0:y0 + c, x0:x0 + c][None].to(self.device)
         self.sample_lr = make_lr(self.sample_hr, cfg.scale)
 
+    def _stream(self, cfg: SRConfig) -> Streaming | None:
+        """A folder of HR images to stream (--data-mode stream, or auto with more bytes on disk - a lower bound of
+        their decoded size - than --memory-limit-mb): HR crops decoded in loader workers (pygan.data.stream's
+        CropBatches; images drawn uniformly, not by their number of crop positions). None: in memory."""
+        if cfg.data_mode == "memory" or not os.path.isdir(cfg.data) or os.path.isdir(os.path.join(cfg.data, "lr")):
+            if cfg.data_mode == "stream":
+                raise DataError(f"--data-mode stream needs a folder of HR images, not {cfg.data!r}")
+            return None
+        index = scan_folder(cfg.data)
+        if cfg.data_mode == "auto" and sum(index.sizes) <= cfg.memory_limit_mb * 2**20:
+            return None
+        crops = CropBatches(index, cfg.hr_crop, cfg.scale, cfg.batch_size, cfg.seed, self.rank, self.world_size)
+        self.sources["data"] = Streaming(crops, 3, self.source_options(), self.device, [], unit=True)
+        return self.sources["data"]
+
     @property
     def total_steps(self) -> int:
         return self.config.pretrain_steps + self.config.gan_steps
@@ -109,6 +129,9 @@ class SRTrainer(TrainerBase):
     # ---------------------------------------------------------------- one iteration
     def _batch(self) -> tuple[Tensor, Tensor]:
         # the global batch's draws, this rank's crops (see TrainerBase.distribute_models)
+        if self.stream is not None:
+            hr, _ = self.stream.next()
+            return self.prep(make_lr(hr, self.config.scale)), self.prep(hr)
         lr, hr = self.pairs.sample(self.config.batch_size, self.data_gen, keep=self.my_slice)
         return self.prep(lr.to(self.device, non_blocking=True)), self.prep(hr.to(self.device, non_blocking=True))
 

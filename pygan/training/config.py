@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 from dataclasses import dataclass
 
+from pygan.data.batches import BAD_DATA, CROPS, DATA_MODES
 from pygan.losses import LOSS_KINDS
 
 
@@ -90,6 +91,24 @@ class TrainConfig:
                 raise ValueError(f"{f.name} must be <= {m['le']}, got {v}")
         self.check()
         return self
+
+
+@dataclass
+class DataConfig(TrainConfig):
+    """TrainConfig plus how the real images reach the trainer (pygan.data.batches): in memory or streamed."""
+
+    data_mode: str = option("auto", "how image data is read: 'memory' (decoded once into one uint8 tensor), "
+                                    "'stream' (decoded per batch in DataLoader worker processes) or 'auto' (stream "
+                                    "folders and datasets larger than --memory-limit-mb)", choices=DATA_MODES)
+    memory_limit_mb: float = option(64.0, "auto data mode: keep the images in memory up to this many MB of uint8 "
+                                          "pixels, stream them beyond", gt=0)
+    workers: int = option(-1, "streamed data: DataLoader worker processes decoding images (-1: half of this "
+                              "process's CPUs, at least 1; 0: decode in the training process)", ge=-1)
+    crop: str = option("center", "streamed data: crop after resizing the shorter side ('random': from a 12.5% "
+                                 "larger resize)", choices=CROPS)
+    flip: bool = option(False, "streamed data: random horizontal flips")
+    bad_data: str = option("skip", "streamed data: an unreadable image is skipped (replaced; counted and reported "
+                                   "at the end) or stops the run with its path", choices=BAD_DATA)
 
 
 _TYPES = {"int": int, "float": float, "str": str}

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from pygan._io import atomic_path, atomic_torch_save
+from pygan.data.batches import BatchSource, SourceOptions, batch_source
 from pygan.training import distributed
 from pygan.training.checkpoint import read_checkpoint
 from pygan.training.precision import resolve_precision
@@ -88,7 +89,26 @@ class TrainerBase:
         self.gen = torch.Generator(self.device).manual_seed(config.seed)
         self.step = 0
         self.history: list[dict] = []
+        self.sources: dict[str, BatchSource] = {}  # setup_data's
         return config
+
+    def source_options(self) -> SourceOptions:
+        cfg = self.config
+        return SourceOptions(cfg.data_mode, cfg.memory_limit_mb, cfg.workers, crop=cfg.crop, flip=cfg.flip,
+                             bad_data=cfg.bad_data)
+
+    def setup_data(self, data, size: int, channels: int | None, name: str = "data",
+                   seed_offset: int = 0) -> BatchSource:
+        """The batch source of `data` (pygan.data.batches) by the config's data options (a DataConfig), yielding
+        this rank's slice of each global batch, kept in `self.sources[name]` (a system with two datasets, e.g.
+        CycleGAN's domains, makes two, with different seed offsets); their states are part of the checkpoint."""
+        cfg = self.config
+        say = (lambda msg: print(f"{name}: {msg}", file=sys.stderr)) if self.is_main and cfg.progress else None
+        source = batch_source(data, size, channels, self.source_options(), gen=self.gen, batch_size=cfg.batch_size,
+                              rank=self.rank, world_size=self.world_size, seed=cfg.seed + seed_offset,
+                              device=self.device, log=say)
+        self.sources[name] = source
+        return source
 
     def setup_pair(self, G: nn.Module, D: nn.Module, lr_g: float, lr_d: float) -> None:
         """The G/D pair: both on the device (channels_last when configured), `G_ema` (a frozen copy of G, when
@@ -234,8 +254,9 @@ class TrainerBase:
                "gen": self.gen.get_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        data = {"data": {k: s.state_dict() for k, s in self.sources.items()}} if self.sources else {}
         return {"format": self.checkpoint_format, "step": self.step, "config": dataclasses.asdict(self.config),
-                "rng": rng, **self.pair_state_dict(), **self.models_state_dict()}
+                "rng": rng, **data, **self.pair_state_dict(), **self.models_state_dict()}
 
     def save_checkpoint(self, path: str | None = None) -> str:
         """Rank 0 writes (atomically); every rank returns once the file is complete."""
@@ -249,6 +270,9 @@ class TrainerBase:
         self.load_pair_state_dict(ckpt)
         self.load_models_state_dict(ckpt)
         self.step = ckpt["step"]
+        for k, source in self.sources.items():
+            if k in ckpt.get("data", {}):
+                source.load_state_dict(ckpt["data"][k])
         rng = ckpt["rng"]
         torch.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
@@ -298,6 +322,8 @@ class TrainerBase:
                 t0 = time.perf_counter()
                 rec = self.train_step()
                 rec["sec_per_step"] = time.perf_counter() - t0
+                if self.sources:  # of sec_per_step: the time spent waiting for real images
+                    rec["data_wait_s"] = sum(s.pop_wait() for s in self.sources.values())
                 bar.update(1)
                 last = self.step == total
                 if self.step % cfg.log_every == 0 or last:
@@ -309,6 +335,14 @@ class TrainerBase:
                     self.save_checkpoint()
         finally:
             bar.close()
+            for source in self.sources.values():
+                source.close()
+        named = len(self.sources) > 1
+        note = "\n".join(f"{k}: {line}" if named else line for k, s in self.sources.items()
+                         for line in s.summary().splitlines())
+        if note and self.is_main:
+            print(note, file=sys.stderr)
+            self.log({"step": self.step, "data": note})
         metrics = self.finish() if self.is_main else {}
         distributed.barrier()
         return metrics
