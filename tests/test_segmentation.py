@@ -132,7 +132,7 @@ def test_short_run_changes_params_and_writes_outputs(tmp_path, scenes):
     assert all(not torch.equal(a, b) for a, b in zip(s0, tr.G.parameters()))
     assert all(not torch.equal(a, b) for a, b in zip(d0, tr.D.parameters()))
     out = tmp_path / "run"
-    recs = [json.loads(line) for line in open(out / "log.jsonl")]
+    recs = [r for r in map(json.loads, open(out / "log.jsonl")) if "precision" not in r]
     assert [r["step"] for r in recs] == [1, 2, 3, 4] and all(r["loss_adv"] > 0 for r in recs)
     assert (out / "samples" / "step_000004.png").is_file() and (out / "curves.png").is_file()
     saved = json.load(open(out / "metrics.json"))

@@ -149,7 +149,7 @@ def test_short_run_changes_params_and_writes_outputs(digits, tmp_path):
     assert all(not torch.equal(a, b) for a, b in zip(g0, tr.G.parameters()))
     assert all(not torch.equal(a, b) for a, b in zip(d0, tr.D.parameters()))
     out = tmp_path / "run"
-    recs = [json.loads(line) for line in open(out / "log.jsonl")]
+    recs = [r for r in map(json.loads, open(out / "log.jsonl")) if "precision" not in r]
     assert [r["step"] for r in recs] == [1, 2, 3, 4]
     assert all(np.isfinite([r[k] for k in ("loss_g", "loss_d", "d_real", "d_mismatch", "d_fake")]).all() for r in recs)
     assert (out / "samples" / "step_000004.png").is_file() and (out / "curves.png").is_file()

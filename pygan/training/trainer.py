@@ -85,6 +85,7 @@ class TrainerBase:
         # a checkpoint resumed elsewhere resolves it again)
         self.amp, self.channels_last, self.precision_note = resolve_precision(config.amp, config.channels_last,
                                                                               self.device)
+        self.logged_precision = None
         torch.manual_seed(config.seed)
         self.gen = torch.Generator(self.device).manual_seed(config.seed)
         self.step = 0
@@ -241,13 +242,22 @@ class TrainerBase:
     def checkpoint_path(self) -> str:
         return os.path.join(self.config.out, "checkpoint.pt")
 
-    def log(self, record: dict) -> None:
-        self.history.append(record)
+    def log(self, record: dict, history: bool = True) -> None:
+        if history:
+            self.history.append(record)
         if not self.is_main:
             return
         os.makedirs(self.config.out, exist_ok=True)
         with open(os.path.join(self.config.out, "log.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def log_precision(self) -> None:
+        """The precision the run trains in, as a line of the log (not of `history`, which holds what training
+        produced): at the start, and again after a resume only if this machine resolved '--amp auto' differently."""
+        if self.logged_precision != (self.amp, self.channels_last):
+            self.log({"step": self.step, "precision": self.amp, "channels_last": self.channels_last,
+                      "precision_note": self.precision_note}, history=False)
+            self.logged_precision = (self.amp, self.channels_last)
 
     def state_dict(self) -> dict:
         rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
@@ -287,7 +297,9 @@ class TrainerBase:
                 keep = [r for r in map(json.loads, f) if r.get("step", 0) <= self.step]
             with atomic_path(log, ".jsonl") as tmp, open(tmp, "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in keep)
-            self.history = keep
+            self.history = [r for r in keep if "precision" not in r]
+            self.logged_precision = next(((r["precision"], r["channels_last"]) for r in reversed(keep)
+                                          if "precision" in r), None)
 
     @classmethod
     def read_checkpoint(cls, path: str) -> dict:
@@ -309,11 +321,7 @@ class TrainerBase:
             os.makedirs(cfg.out, exist_ok=True)
         total = self.total_steps
         if self.is_main:
-            rec = {"step": self.step, "precision": self.amp, "channels_last": self.channels_last,
-                   "precision_note": self.precision_note}
-            last = next((r for r in reversed(self.history) if "precision" in r), None)
-            if last is None or (last["precision"], last["channels_last"]) != (self.amp, self.channels_last):
-                self.log(rec)  # a resumed run says so again only when this machine resolved 'auto' differently
+            self.log_precision()
             if cfg.progress:
                 print(f"precision: {self.precision_note}", file=sys.stderr, flush=True)
         bar = Progress(total, self.step, enabled=cfg.progress and self.is_main)
