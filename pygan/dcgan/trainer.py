@@ -33,6 +33,7 @@ from pygan.dcgan.models import NORMS, SIZES, DCGANDiscriminator, DCGANGenerator
 from pygan.dcgan.recipes import RECIPES, apply_recipe, clip_weights_
 from pygan.ops.recompute import recompute_relu_outputs
 from pygan.training import DataConfig, TrainerBase, default, option, plot_curves
+from pygan.training.augment import augment, parse_policy
 from pygan.training.schedule import linear_decay
 
 
@@ -72,6 +73,8 @@ class DCGANConfig(DataConfig):
     instance_noise: float = option(0.0, "std of Gaussian noise added to D's inputs at the start, decaying linearly "
                                         "to 0", ge=0)
     instance_noise_steps: int = option(0, "steps over which the instance noise decays (0: the whole run)", ge=0)
+    augment: str = option("", "differentiable augmentation of every image D sees, real and generated (DiffAugment): "
+                              "a comma-separated subset of translation, cutout, color ('': none)")
     gp_weight: float = option(0.0, "WGAN-GP gradient penalty weight (0: off)", ge=0)
     clip: float = option(0.0, "WGAN weight clipping: every critic parameter is clamped to [-clip, clip] after each "
                               "critic step (0: off)", ge=0)
@@ -86,6 +89,10 @@ class DCGANConfig(DataConfig):
                                         "distance falls below this fraction of real images'")
     eval_samples: int = option(1000, "digits only: generated images scored by the digits classifier at the end "
                                      "(0: skip)", ge=0)
+
+    def check(self) -> None:
+        super().check()
+        parse_policy(self.augment)
 
 
 def mean_pairwise_distance(x: Tensor) -> float:
@@ -105,6 +112,7 @@ class DCGANTrainer(TrainerBase):
     def __init__(self, config: DCGANConfig, dataset=None):
         """`dataset` (optional): any torch Dataset or ImageData to train on instead of `config.data`."""
         cfg = self._setup(config)
+        self.augment = parse_policy(cfg.augment)
         self.source = src = self.setup_data(dataset if dataset is not None else cfg.data, cfg.size, cfg.channels or None)
         self.channels = src.channels
         if cfg.conditional and not src.num_classes:
@@ -137,6 +145,8 @@ class DCGANTrainer(TrainerBase):
         return cfg.instance_noise * max(0.0, 1.0 - self.step / span)
 
     def _d_input(self, x: Tensor, std: float) -> Tensor:
+        if self.augment:
+            x = augment(x, self.augment, self.config.batch_size, self.gen, self.my_slice)
         if std > 0:  # noise for the global batch, this rank's slice
             shape = (self.config.batch_size, *x.shape[1:])
             x = x + std * torch.randn(shape, generator=self.gen, device=x.device, dtype=x.dtype)[self.my_slice]
