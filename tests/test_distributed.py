@@ -220,7 +220,7 @@ def _tiny(out, **kw):
 
     base = dict(out=str(out), size=16, latent_dim=8, g_width=4, d_width=4, batch_size=8, steps=3, r1_weight=0.0,
                 log_every=1, sample_every=2, checkpoint_every=2, grid_size=8, eval_samples=0, progress=False,
-                collapse_ratio=0.0, device="cpu")
+                collapse_ratio=0.0, device="cpu", amp="none")  # fp32: bf16 rounding would blur the comparison
     return TrainConfig(**{**base, **kw})
 
 
@@ -262,7 +262,8 @@ def _states(ckpt):
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
-@pytest.mark.parametrize("kw", [{}, dict(conditional=True, r1_weight=1.0, r1_every=2, instance_noise=0.1),
+@pytest.mark.parametrize("kw", [{}, dict(conditional=True, r1_weight=1.0, r1_every=2, instance_noise=0.1,
+                                       augment="translation,cutout,color"),
                                 dict(compile=True, r1_weight=1.0, r1_every=2)],  # torch.compile(DDP(G)), ...
                          ids=["plain", "conditional-r1", "compiled-r1"])
 def test_dcgan_trainer_on_two_ranks_equals_one_process(tmp_path, kw):

@@ -69,7 +69,8 @@ def _losses(tr):
 
 @pytest.mark.parametrize("conditional", [False, True])
 def test_resume_is_exact(tmp_path, conditional):
-    kw = dict(conditional=conditional, instance_noise=0.2, instance_noise_steps=6, gp_weight=1.0)
+    kw = dict(conditional=conditional, instance_noise=0.2, instance_noise_steps=6, gp_weight=1.0,
+              augment="translation,cutout,color" if conditional else "")
     full = Trainer(tiny(tmp_path / "a", steps=6, **kw))
     full.train()
     # the "interrupted" run: stopped after step 3, resumed from its checkpoint to step 6
