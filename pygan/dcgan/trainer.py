@@ -53,12 +53,12 @@ class DCGANConfig(DataConfig):
                            choices=(0, 1, 3))
     conditional: bool = option(False, "class-conditional DCGAN (labels from the data)")
     latent_dim: int = option(64, "latent vector size", ge=1)
-    g_width: int = option(16, "generator width: channels of its last hidden layer, doubled towards the 4x4 input",
+    g_width: int = option(32, "generator width: channels of its last hidden layer, doubled towards the 4x4 input",
                           ge=1)
     d_width: int = option(16, "discriminator width: channels of its first layer, doubled at each downsampling",
                           ge=1)
     d_norm: str = option("batch", "discriminator (critic) normalisation", choices=NORMS)
-    steps: int = option(3000, "generator steps (iterations) to train", ge=1)
+    steps: int = option(6000, "generator steps (iterations) to train", ge=1)
     d_steps: int = option(1, "discriminator steps per generator step (k)", ge=1)
     optimizer: str = option("adam", "optimizer of G and D (rmsprop: WGAN's, without momentum)",
                             choices=("adam", "rmsprop"))
@@ -68,6 +68,8 @@ class DCGANConfig(DataConfig):
     lr_decay_start: float = option(1.0, "both learning rates decay linearly to 0 from this fraction of the steps on "
                                         "(1: constant)", ge=0, le=1)
     amp: str = default("auto")
+    batch_size: int = default(128)
+    ema_decay: float = default(0.999)
     label_smoothing: float = option(0.0, "one-sided label smoothing: D's target for real images is 1 - this",
                                     ge=0, lt=1)
     instance_noise: float = option(0.0, "std of Gaussian noise added to D's inputs at the start, decaying linearly "
