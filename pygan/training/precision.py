@@ -1,8 +1,8 @@
 """`--amp auto`: the fastest configuration measured at equal quality for the machine a run is on.
 
-On a CPU with native bf16 arithmetic (AVX512-BF16 or AMX: oneDNN runs bf16 convolutions at twice the fp32 rate)
-bf16 autocast + channels_last made a whole DCGAN iteration 1.6x faster at the same scores (benchmarks/README.md);
-elsewhere, including GPUs (not yet measured there), auto means fp32. Parameters, optimizer state and losses stay
+On a CPU with native bf16 arithmetic (AVX512-BF16 or AMX, which oneDNN's bf16 convolutions use) bf16 autocast +
+channels_last made the main job's step 1.6x faster at comparable scores on three seeds (docs/dcgan.md,
+benchmarks/README.md); elsewhere, including GPUs (not yet measured there), auto means fp32. Parameters, optimizer state and losses stay
 fp32 either way: autocast only lowers the convolutions' and matmuls' inputs.
 """
 
