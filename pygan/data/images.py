@@ -99,11 +99,7 @@ UNREADABLE = (OSError, ValueError, SyntaxError)  # what PIL raises on truncated,
 def open_image(path: str, size: int, channels: int) -> np.ndarray:
     """An image file as a (channels, size, size) float32 array in [0, 255]: the shorter side resized to `size`
     (bicubic), then centre-cropped; DataError when it cannot be read."""
-    try:
-        a, _ = decode_image(path, size, channels)
-    except UNREADABLE as e:
-        raise DataError(f"cannot read image {path}: {e}") from None
-    return a.astype(np.float32)
+    return _read_or_fail(path, size, channels).astype(np.float32)
 
 
 def image_folder(root: str, size: int, channels: int = 3, uint8: bool = False) -> ImageData:
@@ -158,11 +154,10 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray | None, size: int, what:
         raise DataError(f"{what}: expected images of shape (N, H, W), (N, C, H, W) or (N, H, W, C) with C 1 or 3, got {x.shape}")
     keep = uint8 and images.dtype == np.uint8 and x.shape[-1] == size and x.shape[-2] == size
     x = torch.from_numpy(x.astype(np.uint8 if keep else np.float32))
-    if keep:  # uint8 pixels of the right size stay uint8 (4x less memory), normalised per batch
-        pass
-    elif np.issubdtype(images.dtype, np.integer):
+    # uint8 pixels of the right size stay uint8 (4x less memory), normalised per batch; the rest to [-1, 1]
+    if not keep and np.issubdtype(images.dtype, np.integer):
         x = x / 127.5 - 1
-    elif x.min() >= 0 and x.max() <= 1:
+    elif not keep and x.min() >= 0 and x.max() <= 1:
         x = x * 2 - 1
     y = None
     if labels is not None:
