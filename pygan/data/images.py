@@ -39,7 +39,8 @@ class ImageData:
         return self.images.shape[0]
 
 
-def _resize(x: Tensor, size: int) -> Tensor:
+def resize(x: Tensor, size: int) -> Tensor:
+    """Images (N, C, H, W) in [-1, 1] to size x size (bilinear, antialiased); unchanged when already that size."""
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp(-1, 1)
@@ -60,7 +61,7 @@ def digits_split(size: int = 32) -> tuple[ImageData, ImageData]:
     for c in range(10):
         idx = np.flatnonzero(d.target == c)
         held[rng.permutation(idx)[: round(len(idx) * DIGITS_HOLDOUT)]] = True
-    x = _resize(x, size)
+    x = resize(x, size)
     classes = [str(c) for c in range(10)]
     tr, ho = torch.from_numpy(~held), torch.from_numpy(held)
     return ImageData(x[tr].contiguous(), y[tr], classes), ImageData(x[ho].contiguous(), y[ho], classes)
@@ -168,7 +169,7 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray | None, size: int, what:
         if y.min() < 0:
             raise DataError(f"{what}: labels must be non-negative")
     classes = [str(c) for c in range(int(y.max()) + 1)] if y is not None else []
-    return ImageData(_resize(x, size).contiguous(), y, classes)
+    return ImageData(resize(x, size).contiguous(), y, classes)
 
 
 def load_file(path: str, size: int, uint8: bool = False) -> ImageData:
@@ -211,14 +212,14 @@ def from_dataset(dataset, size: int) -> ImageData:
         x = x[:, None]
     y = torch.tensor(ys) if len(ys) == len(xs) else None
     classes = [str(c) for c in range(int(y.max()) + 1)] if y is not None else []
-    return ImageData(_resize(x, size).contiguous(), y, classes)
+    return ImageData(resize(x, size).contiguous(), y, classes)
 
 
 def load(source, size: int, channels: int | None = None, uint8: bool = False) -> ImageData:
     """'digits', a folder, a file (.npz / idx), a torch Dataset or an ImageData. `uint8`: folders and uint8 arrays
     of the right size keep their pixels as uint8 (see to_float); everything else is float in [-1, 1]."""
     if isinstance(source, ImageData):
-        return ImageData(_resize(source.images, size), source.labels, source.classes)
+        return ImageData(resize(source.images, size), source.labels, source.classes)
     if isinstance(source, str):
         if source == "digits":
             return digits_split(size)[0]

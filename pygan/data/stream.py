@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pygan.data.folder import FolderIndex
-from pygan.data.images import UNREADABLE, decode_image
+from pygan.data.images import UNREADABLE, decode_image, resize
 
 MAX_REPLACEMENTS = 50   # consecutive unreadable draws for one slot before giving up: the data is mostly bad
 RANDOM_CROP_MARGIN = 1.125  # --crop random: the shorter side is resized to size * this, then a size crop is taken
@@ -84,9 +83,7 @@ class GlobalBatches(torch.utils.data.Dataset):
         x = torch.as_tensor(x).float()
         if x.dim() == 2:
             x = x[None]
-        if x.shape[-2:] != (self.size, self.size):
-            x = F.interpolate(x[None], size=(self.size, self.size), mode="bilinear", align_corners=False,
-                              antialias=True)[0].clamp(-1, 1)
+        x = resize(x[None], self.size)[0]
         if flip:
             x = x.flip(-1)
         return x, label, ""
