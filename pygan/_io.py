@@ -66,6 +66,13 @@ def atomic_path(path: str, suffix: str = ""):
             os.remove(tmp)
 
 
+def cache_root() -> str:
+    """pygan's cache folder (cached classifiers, encoders, folder scans): $PYGAN_CACHE, else
+    $XDG_CACHE_HOME/pygan or ~/.cache/pygan; not created here."""
+    return os.environ.get("PYGAN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "pygan")
+
+
 def atomic_torch_save(obj, path: str) -> None:
     with atomic_path(path, ".pt") as tmp:
         torch.save(obj, tmp)

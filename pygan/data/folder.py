@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from pygan._io import atomic_path
+from pygan._io import atomic_path, cache_root
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 CACHE_VERSION = 1
@@ -41,9 +41,7 @@ class FolderIndex:
 def cache_dir() -> str:
     if os.environ.get("PYGAN_FOLDER_CACHE"):
         return os.environ["PYGAN_FOLDER_CACHE"]
-    pygan_cache = os.environ.get("PYGAN_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "pygan")
-    return os.path.join(pygan_cache, "folders")
+    return os.path.join(cache_root(), "folders")
 
 
 def cache_path(root: str) -> str:

@@ -10,15 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pygan._io import atomic_torch_save
+from pygan._io import atomic_torch_save, cache_root
 
 FIT_VERSION = 1  # bump when fit_classifier changes: cached classifiers are then retrained
 
 
 def cache_dir() -> str:
     """$PYGAN_CACHE, else $XDG_CACHE_HOME/pygan or ~/.cache/pygan (created)."""
-    d = os.environ.get("PYGAN_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "pygan")
+    d = cache_root()
     os.makedirs(d, exist_ok=True)
     return d
 
