@@ -1,6 +1,6 @@
 """The CUDA emulation itself (csrc/emulation/): indices, launch limits, warp shuffles and votes, atomics, shared
-memory, and the faults it must report — through the small kernels of csrc/emulation/harness_kernels.cpp. (That
-broken copies of the real kernels fail the op tests: test_emulation_ops.py::test_broken_kernels_fail_these_tests.)"""
+memory (its limits, garbage and bounds), races between blocks, and the faults it must report — through the small
+kernels of csrc/emulation/harness_kernels.cpp. (That broken copies of the real kernels fail the op tests: test_emulation_ops.py::test_broken_kernels_fail_these_tests.)"""
 
 import math
 
@@ -121,9 +121,10 @@ def test_a_missing_barrier_gives_wrong_results_in_some_order(emu):
     assert not wrong["reverse"]  # this kernel is correct by luck when the last thread runs first
 
 
-def test_dynamic_shared_memory_is_poisoned_then_shared(emu):
+def test_dynamic_shared_memory_is_garbage_then_shared(emu):
     out = emu.harness_dynamic_shared(3, 64)
-    assert torch.isnan(out[:, 0]).all()  # read before any write: the poison, in every block
+    before = out[:, 0]  # read before any write: garbage, different in every thread and block
+    assert before.unique().numel() == before.numel() and not (before == 0).any()
     t = torch.arange(64)
     want = torch.cat([b * 1000 + (t + 1) % 64 for b in range(3)]).float()
     assert torch.equal(out[:, 1], want)
@@ -137,10 +138,68 @@ def test_shared_memory_beyond_48_kib_needs_an_opt_in(emu):
                                            r"use without opting in"):
         emu.harness_large_shared(64 * kib, 0)
     assert emu.harness_large_shared(64 * kib, 100 * kib).item() == 7.0
-    with pytest.raises(RuntimeError, match=r"more than the 102400 this kernel opted in to"):
+    with pytest.raises(RuntimeError, match=r"more than the 102400 this kernel instantiation opted in to"):
         emu.harness_large_shared(100 * kib + 4, 0)
     with pytest.raises(RuntimeError, match=r"invalid argument \(at most 232448 bytes\)"):
         emu.harness_large_shared(64 * kib, 228 * kib)
+
+
+def test_static_shared_memory_counts_against_the_limits(emu):
+    """As a GPU counts them: a kernel's static __shared__ memory (a 1 KiB tile here) and its dynamic shared memory
+    together within the 48 KiB of a launch that did not opt in, and static + the opt-in within the device's
+    maximum."""
+    kib = 1024
+    assert emu.harness_static_and_dynamic(47 * kib, 0).item() == 6.0
+    with pytest.raises(RuntimeError, match=r"launch of static_and_dynamic_kernel .* failed: invalid argument: 1024 "
+                                           r"bytes of static shared memory \(__shared__ tile reached last\) \+ 48129 "
+                                           r"bytes of dynamic shared memory, more than the 49152"):
+        emu.harness_static_and_dynamic(47 * kib + 1, 0)
+    assert emu.harness_static_and_dynamic(60 * kib, 60 * kib).item() == 6.0
+    with pytest.raises(RuntimeError, match=r"opt-in to 231425 bytes .* \+ 1024 bytes of static shared memory .* "
+                                           r"exceed the device's 232448"):
+        emu.harness_static_and_dynamic(60 * kib, 227 * kib - 1023)
+
+
+def test_the_opt_in_is_per_kernel_instantiation(emu):
+    """cudaFuncSetAttribute sets one instantiation's limit: typed_shared_kernel<float>'s opt-in does not let
+    typed_shared_kernel<double> launch with more than 48 KiB."""
+    assert emu.harness_opt_in_per_instantiation(64 * 1024, True, False) == 5.0
+    with pytest.raises(RuntimeError, match=r"typed_shared_kernel<double> .* 65536 bytes of dynamic shared memory, "
+                                           r"more than the 49152 a launch may use without opting in"):
+        emu.harness_opt_in_per_instantiation(64 * 1024, False, True)
+
+
+def test_uninitialized_shared_memory_is_garbage_in_every_block(emu):
+    """Static and dynamic shared memory read before any write: garbage, not zero, and not what the previous block
+    left (each block writes zeros after reading)."""
+    for order in ("forward", "shuffle"):
+        emulation.configure(order=order, seed=4)
+        out = emu.harness_uninitialized_shared(6)
+        assert (out != 0).all() and out[:, 0].unique().numel() == 6 and out[:, 1].unique().numel() == 6
+
+
+@pytest.mark.parametrize("index", [16, -1, 1000])
+def test_dynamic_shared_memory_is_bounds_checked(emu, index):
+    emu.harness_shared_index(64, 15)  # the last float of 64 bytes
+    with pytest.raises(RuntimeError, match=rf"block \(0, 0, 0\).*thread \(0, 0, 0\).*dynamic shared memory out of "
+                                           rf"bounds: element {index} of 4 bytes .* outside the launch's 64 bytes"):
+        emu.harness_shared_index(64, index)
+    assert emu.harness_indices([1, 1, 1], [32, 1, 1], 0).shape == (32, 12)  # the runtime recovers
+
+
+@pytest.mark.parametrize("order,seed", [("forward", 0), ("reverse", 0), ("shuffle", 7)])
+def test_a_plain_add_where_an_atomic_is_needed_is_a_race_in_every_order(emu, order, seed):
+    """Blocks run one after another here, so a plain `+=` from every block gives the right sum in every order; on a
+    GPU concurrent blocks lose updates. The emulation sees every load and store of global memory (the kernels'
+    -fsanitize=thread hooks) and reports the second block's access to what the first stored in the same launch."""
+    emulation.configure(order=order, seed=seed)
+    x = torch.randint(-50, 50, (9 * 64,)).float()
+    assert emu.harness_sum_into(x, True).item() == x.sum().item()
+    with pytest.raises(RuntimeError, match=r"emulated CUDA kernel sum_into_kernel .* thread \(0, 0, 0\).*data race "
+                                           r"between blocks: a load of 4 bytes at 0x[0-9a-f]+, which block "
+                                           r"\(\d, 0, 0\) of this launch stored to without an atomic"):
+        emu.harness_sum_into(x, False)
+    assert emu.harness_sum_into(x, True).item() == x.sum().item()  # a new launch: a fresh record
 
 
 @pytest.mark.parametrize("kind,match", [

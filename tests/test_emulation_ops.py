@@ -302,6 +302,47 @@ def test_instance_norm_act_residual_and_no_affine(emu, case, activation):
     check_instance_norm_act(emu, case, torch.float32, activation, affine=False, residual=True)
 
 
+# Channels last with 4,087 rows of 3 channels: 5 reduction blocks per sample, the last one partial.
+IN_CL_SPLITS = Case("in_cl_splits", (1, 3, 61, 67), channels_last=True)
+
+
+@pytest.mark.parametrize("activation", ["identity", "leaky_relu"])
+def test_instance_norm_act_channels_last_split_reduction(emu, activation):
+    check_instance_norm_act(emu, IN_CL_SPLITS, torch.float32, activation)
+    grids = {k.split("<")[0]: g for _, _, k, g, _ in emulation.launches()}
+    assert grids["reduce_cl_kernel"] == (1, 5, 1) and grids["finalize_kernel"] == (1, 1, 1)
+
+
+# The plane kernels whose static + dynamic shared memory crosses 48 KiB while their dynamic shared memory alone does
+# not (49,152 bytes of it): the launches that failed on a GPU before the plane kernels counted their static shared
+# memory; and a backward plane well past 48 KiB.
+WINDOW = [(torch.float32, (96, 128)), (torch.float32, (64, 96)), (torch.float32, (48, 128)),
+          (torch.float16, (96, 128)), (torch.float64, (48, 64))]
+
+
+@pytest.mark.parametrize("dtype,plane", WINDOW + [(torch.float32, (100, 100))], ids=str)
+def test_instance_norm_act_plane_kernels_opt_in_at_the_48_kib_window(emu, dtype, plane):
+    check_instance_norm_act(emu, Case("in_window", (1, 1, *plane)), dtype, "leaky_relu")
+    kernels = {k.split("<")[0] for _, _, k, _, _ in emulation.launches()}
+    assert {"plane_forward_kernel", "plane_backward_kernel"} <= kernels
+
+
+def check_instance_norm_act_apply_many_samples(ops):
+    """70,000 samples of one 2-value plane: more than the grid's 65,535 in y, so apply_kernel's sample loop takes
+    blockIdx.y + gridDim.y. (The plane kernels would run one block of 512 threads per sample: minutes here.)"""
+    x = padded(torch.randn(70_000, 1, 2))
+    mean, invstd = 0.1 * torch.randn(70_000, 1), 0.5 + torch.rand(70_000, 1)
+    w, b = 1 + 0.3 * torch.randn(1), 0.2 * torch.randn(1)
+    y = ops.instance_norm_act_apply(x, w, b, None, mean, invstd, None, "relu", NEG)
+    check(y, reference.instance_norm_act_apply(d64(x), d64(w), d64(b), None, d64(mean), d64(invstd), None, "relu", NEG),
+          TOL[torch.float32], "apply")
+
+
+def test_instance_norm_act_beyond_the_grid_y_limit(emu):
+    check_instance_norm_act_apply_many_samples(emu)
+    assert [g for _, _, k, g, _ in emulation.launches() if k.startswith("apply_kernel")] == [(1, 65535, 1)]
+
+
 def test_instance_norm_act_large_planes_split(emu):
     """The split path of channels-first planes (too large for shared memory in both directions) and the opt-in
     launch of the forward's plane kernel."""
@@ -358,6 +399,13 @@ def test_one_sm_gpu_runs_grid_stride_loops(emu):
     grids = {(k, g) for _, _, k, g, _ in emulation.launches()}
     assert any(k.startswith("normalize_act_kernel") and g[0] * 256 * 4 < 60000 for k, g in grids)
     assert any(k.startswith("gan_loss_kernel") and g == (4, 1, 1) for k, g in grids)
+    # instance_norm_act's element passes: 48,000 values per sample in 12,000 chunks, at most 16 blocks of 256 per
+    # sample: both passes loop over chunks (grid x) within each sample (grid y)
+    emulation.record_launches()
+    check_instance_norm_act(emu, Case("in_cl_big", (2, 40, 30, 40), channels_last=True), torch.float32, "prelu")
+    grids = {k.split("<")[0]: g for _, _, k, g, _ in emulation.launches()}
+    for kernel in ("apply_kernel", "grad_input_kernel"):
+        assert grids[kernel][1] == 2 and grids[kernel][0] * 256 * 4 < 48000, (kernel, grids[kernel])
 
 
 @pytest.mark.parametrize("order,seed", [("reverse", 0), ("shuffle", 1), ("shuffle", 2)])
@@ -367,6 +415,8 @@ def test_other_block_and_thread_orders(emu, order, seed):
         check_batch_norm_act(emu, case, torch.float32, "prelu")
         check_bias_act(emu, case, torch.float32, "prelu")
     check_gan_loss(emu, 5000, torch.float32, "bce", 0.9)
+    for case in (IN_CASES[0], IN_CL_SPLITS, IN_CASES[3]):  # plane on chip; split reductions, channels last
+        check_instance_norm_act(emu, case, torch.float32, "prelu")
 
 
 def test_random_shapes_gpus_and_orders(emu):
@@ -439,23 +489,59 @@ def test_reductions_are_split_as_intended(emu):
 # ---------------------------------------------------------------- the harness bites: broken kernels fail
 
 
+def _one_sm(check):
+    def run(o):
+        emulation.configure(sm_count=1)
+        check(o)
+    return run
+
+
+# How each mutant is shown to fail: the op checks above on inputs that reach its bug.
+MUTANT_RUNS = {
+    "chunk_bound": lambda o: check_batch_norm_act(o, CASES[1], torch.float32, "leaky_relu"),
+    "bn_grid_stride": _one_sm(lambda o: check_batch_norm_act(o, Case("cf_big", (2, 3, 100, 100)), torch.float32,
+                                                             "leaky_relu")),
+    "missing_sync": lambda o: check_bias_act(o, CASES[0], torch.float32, "prelu"),
+    "misaligned_vector": lambda o: check_bias_act(o, CASES[2], torch.float32, "relu"),
+    "lost_atomic": lambda o: check_bias_act(o, Case("cl_big", (4, 40, 30, 40), channels_last=True), torch.float32,
+                                            "relu"),
+    "shuffle_offset": lambda o: check_gan_loss(o, 5000, torch.float32, "bce", 0.9),
+    "gan_grid_stride": lambda o: check_gan_loss(o, 5000, torch.float32, "bce", 0.9),
+    "in_missing_sync": lambda o: check_instance_norm_act(o, IN_CASES[0], torch.float32, "relu"),
+    "in_shuffle_offset": lambda o: check_instance_norm_act(o, IN_CASES[0], torch.float32, "relu"),
+    "in_grid_stride": lambda o: check_instance_norm_act(o, IN_CASES[3], torch.float32, "relu"),
+    "in_split_bound": lambda o: check_instance_norm_act(o, IN_CL_SPLITS, torch.float32, "relu"),
+    "in_missing_opt_in": lambda o: check_instance_norm_act(o, Case("in_window", (1, 1, 64, 96)), torch.float32,
+                                                           "identity"),
+    "in_shared_size": lambda o: check_instance_norm_act(o, IN_CASES[0], torch.float32, "relu"),
+    "in_sample_loop": check_instance_norm_act_apply_many_samples,
+    "in_old_launch": lambda o: check_instance_norm_act(o, Case("in_window", (1, 1, 96, 128)), torch.float32,
+                                                       "leaky_relu"),
+}
+
+
 @pytest.mark.parametrize("mutant", emulation.MUTANTS, ids=lambda m: m.name)
 def test_broken_kernels_fail_these_tests(emu, mutant):
-    """Each mutant is a real kernel with one deliberate bug (tests/emulation.py: MUTANTS), compiled into the
-    emulated library under its own op namespace. The checks above must fail on it (a wrong value, or a fault the
-    emulated GPU reports), and pass on the real kernel with the same data."""
-    ops = getattr(torch.ops, mutant.namespace)
-    run = {
-        "chunk_bound": lambda o: check_batch_norm_act(o, CASES[1], torch.float32, "leaky_relu"),
-        "missing_sync": lambda o: check_bias_act(o, CASES[0], torch.float32, "prelu"),
-        "misaligned_vector": lambda o: check_bias_act(o, CASES[2], torch.float32, "relu"),
-        "shuffle_offset": lambda o: check_gan_loss(o, 5000, torch.float32, "bce", 0.9),
-    }[mutant.name]
+    """Each mutant is a real kernel with one deliberate bug (tests/emulation.py: MUTANTS), switched on in the
+    mutants' copy of its file (its own op namespace). The checks above must fail on it (a wrong value, or a fault
+    the emulated GPU reports), and pass on the real kernel with the same data."""
+    run = MUTANT_RUNS[mutant.name]
     state = torch.get_rng_state()
     run(emu)
     torch.set_rng_state(state)
-    with pytest.raises((AssertionError, RuntimeError), match=mutant.expect):
+    emulation.configure()
+    with emulation.switched_on(mutant) as ops, pytest.raises((AssertionError, RuntimeError), match=mutant.expect):
         run(ops)
+
+
+@pytest.mark.parametrize("dtype,plane", WINDOW, ids=str)
+def test_the_launch_before_its_fix_fails_at_the_48_kib_window(emu, dtype, plane):
+    """The plane kernels' launch before the fix (in_old_launch: an opt-in only past 48 KiB of dynamic shared memory)
+    fails at every shape of the window, as it did on a GPU; the fixed launch passes there
+    (test_instance_norm_act_plane_kernels_opt_in_at_the_48_kib_window)."""
+    mutant = next(m for m in emulation.MUTANTS if m.name == "in_old_launch")
+    with emulation.switched_on(mutant) as ops, pytest.raises(RuntimeError, match=mutant.expect):
+        check_instance_norm_act(ops, Case("in_window", (1, 1, *plane)), dtype, "leaky_relu")
 
 
 # ---------------------------------------------------------------- coverage: every kernel and launch site ran

@@ -3,7 +3,10 @@
 // each .cu file is compiled as C++20 with this header included first, and its kernels run on the CPU.
 //
 //   - Qualifiers: __global__ / __device__ / __host__ vanish; __shared__ is `static thread_local`, so the block's
-//     threads (fibers of one OS thread, see runtime.cpp) share it and each kernel has its own.
+//     threads (fibers of one OS thread, see runtime.cpp) share it and each kernel instantiation has its own. The
+//     emulated build rewrites each `__shared__` declaration to report itself (PYGAN_EMU_STATIC_SHARED, see
+//     tests/emulation.py): its size counts against the launch's shared-memory limit, and it is filled with garbage
+//     when the block first reaches it.
 //   - threadIdx / blockIdx / blockDim / gridDim: per-OS-thread variables that the scheduler sets before it
 //     resumes a thread; warpSize is 32.
 //   - __syncthreads(): a real barrier of the block's threads. Every thread of the block must reach the same
@@ -43,6 +46,7 @@
 #include <source_location>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 
 // ---------------------------------------------------------------- qualifiers
@@ -161,13 +165,57 @@ void warp_collective(WarpOp op, unsigned mask, const void* in, void* out, int si
 // Lanes of the calling thread's warp that have not returned.
 unsigned active_mask();
 
-// The dynamic shared memory of the running block (the launch's shared_bytes, 16-byte aligned; filled with 0xff
-// bytes when each block starts: NaN for floating-point types, so a read before any write shows).
-void* dynamic_shared_bytes();
+// The dynamic shared memory of the running block (the launch's shared_bytes, 16-byte aligned; filled with
+// pseudo-random garbage when each block starts, so a read before any write shows); its size in bytes.
+void* dynamic_shared_bytes(size_t* bytes);
+
+// A read or write of dynamic shared memory outside the launch's shared_bytes: an error of the calling thread.
+[[noreturn]] void shared_out_of_bounds(int64_t index, size_t elem_size, size_t bytes, const char* type);
+
+// Dynamic shared memory as a kernel sees it (PYGAN_DYNAMIC_SHARED in this build): a pointer whose element accesses
+// are checked against the launch's shared_bytes, so an undersized allocation is an error, not a write past it.
+// Offsetting is unchecked (as pointer arithmetic); the access through the result is checked.
 template <typename T>
-T* dynamic_shared() {
-  return static_cast<T*>(dynamic_shared_bytes());
+class SharedPtr {
+ public:
+  SharedPtr(T* base, size_t bytes, int64_t offset = 0) : base_(base), bytes_(bytes), offset_(offset) {}
+  template <typename I, typename = std::enable_if_t<std::is_integral_v<I>>>
+  T& operator[](I i) const {
+    const int64_t k = offset_ + static_cast<int64_t>(i);
+    if (k < 0 || static_cast<uint64_t>(k + 1) * sizeof(T) > bytes_)
+      shared_out_of_bounds(k, sizeof(T), bytes_, typeid(T).name());
+    return base_[k];
+  }
+  T& operator*() const { return (*this)[0]; }
+  template <typename I, typename = std::enable_if_t<std::is_integral_v<I>>>
+  SharedPtr operator+(I i) const {
+    return SharedPtr(base_, bytes_, offset_ + static_cast<int64_t>(i));
+  }
+  template <typename I, typename = std::enable_if_t<std::is_integral_v<I>>>
+  SharedPtr operator-(I i) const {
+    return SharedPtr(base_, bytes_, offset_ - static_cast<int64_t>(i));
+  }
+  // As a plain pointer (for a call that takes one): accesses through it are not checked.
+  operator T*() const { return base_ + offset_; }
+
+ private:
+  T* base_;
+  size_t bytes_;
+  int64_t offset_;
+};
+
+template <typename T>
+SharedPtr<T> dynamic_shared() {
+  size_t bytes = 0;
+  void* p = dynamic_shared_bytes(&bytes);
+  return SharedPtr<T>(static_cast<T*>(p), bytes);
 }
+
+// A __shared__ variable of `bytes` at `address`, reached by a thread of the running block (the rewritten
+// declaration calls it): the first time in a launch its size is added to the launch's static shared memory and the
+// total checked against the limit (an error as a failed launch would give); the first time in a block it is filled
+// with garbage.
+void static_shared(void* address, size_t bytes, const char* name);
 
 // The kernel call of one thread, type-erased.
 struct KernelBody {
@@ -181,18 +229,41 @@ struct LaunchSite {
   int line;
 };
 
-// PYGAN_ALLOW_DYNAMIC_SHARED(bytes, kernel) of common/launch.h in this build: launches that name the kernel as
-// written here may use up to `bytes` of dynamic shared memory (at most the device's sharedMemPerBlockOptin).
-// Keyed by the kernel's text because a template-id whose last arguments are deduced at the call has no address.
-void set_max_dynamic_shared(const char* kernel, int64_t bytes);
+// PYGAN_ALLOW_DYNAMIC_SHARED(bytes, kernel) of common/launch.h in this build: launches of this kernel
+// instantiation (`address`, the function as cudaFuncSetAttribute takes it) may use up to `bytes` of dynamic shared
+// memory; the device's sharedMemPerBlockOptin bounds it together with the kernel's static shared memory.
+void set_max_dynamic_shared(const char* kernel, const void* address, int64_t bytes);
+
+// The function a kernel expression names, when it names one: a fully specified template-id, a function or a
+// function pointer (a template-id whose last arguments are deduced at the call has none). Tag makes a call
+// dependent, so that `requires` can ask whether it is valid.
+template <typename Tag, typename F>
+const void* address_of(F* f) {
+  static_assert(std::is_function_v<F>, "a kernel is a function");
+  return reinterpret_cast<const void*>(f);
+}
 
 // Checks the configuration against the emulated GPU's limits (an error as a failed launch would give), records the
 // launch, then runs every block: its threads as fibers, to completion. Errors of the kernel's threads (a barrier
 // or warp collective not reached by all, a bad mask) are raised here, naming the block, thread and source line.
-void run_grid(const LaunchSite& site, dim3 grid, dim3 block, size_t shared_bytes, KernelBody body);
+// `kernel_address`: the kernel instantiation launched (nullptr when the launch expression does not name one), for
+// its shared-memory opt-in.
+void run_grid(const LaunchSite& site, const void* kernel_address, dim3 grid, dim3 block, size_t shared_bytes,
+              KernelBody body);
+
+// Whether the test's mutant `name` is switched on (the deliberately broken copies of tests/emulation.py: MUTANTS).
+bool mutant_on(const char* name);
 
 // The emulated GPU's properties (at::cuda::getCurrentDeviceProperties() in this build).
 cudaDeviceProp* device_properties();
+
+// What the launch's lambda (PYGAN_EMU_LAUNCH) is asked for: the kernel's address, or to run a thread.
+struct AddressOfKernel {
+  static constexpr bool address = true;
+};
+struct RunKernel {
+  static constexpr bool address = false;
+};
 
 template <typename F>
 struct Launch {
@@ -213,10 +284,11 @@ struct Launch {
     } ctx{&kernel, &params};
     const KernelBody body{[](const void* c) {
                             const Ctx* x = static_cast<const Ctx*>(c);
-                            std::apply([&](const auto&... a) { (*x->kernel)(a...); }, *x->params);
+                            std::apply([&](const auto&... a) { (*x->kernel)(RunKernel{}, a...); }, *x->params);
                           },
                           &ctx};
-    run_grid(site, grid, block, shared_bytes, body);
+    const void* address = std::apply([&](const auto&... a) { return kernel(AddressOfKernel{}, a...); }, params);
+    run_grid(site, address, grid, block, shared_bytes, body);
   }
 };
 
@@ -236,9 +308,30 @@ T shfl(WarpOp op, unsigned mask, T var, int arg, int width, const char* what, co
 
 }  // namespace pygan::emu
 
-#define PYGAN_EMU_LAUNCH(grid, block, shared_bytes, stream, ...)                                          \
-  ::pygan::emu::make_launch(#__VA_ARGS__, __FILE__, __LINE__, grid, block, shared_bytes, stream,          \
-                            [&](const auto&... pygan_emu_args) { __VA_ARGS__(pygan_emu_args...); })
+// The lambda either runs the kernel or names the instantiation the launch runs: the kernel expression's function
+// if it names one, else the instantiation whose parameters are exactly the arguments' types, else none.
+#define PYGAN_EMU_LAUNCH(grid, block, shared_bytes, stream, ...)                                                  \
+  ::pygan::emu::make_launch(                                                                                      \
+      #__VA_ARGS__, __FILE__, __LINE__, grid, block, shared_bytes, stream,                                        \
+      [&](auto pygan_emu_mode, const auto&... pygan_emu_args) -> const void* {                                    \
+        using PyganEmuMode = decltype(pygan_emu_mode);                                                            \
+        if constexpr (!PyganEmuMode::address) {                                                                   \
+          __VA_ARGS__(pygan_emu_args...);                                                                         \
+          return nullptr;                                                                                         \
+        } else if constexpr (requires { ::pygan::emu::address_of<PyganEmuMode>(__VA_ARGS__); }) {                 \
+          return ::pygan::emu::address_of<PyganEmuMode>(__VA_ARGS__);                                             \
+        } else if constexpr (requires {                                                                           \
+                               static_cast<void (*)(std::decay_t<decltype(pygan_emu_args)>...)>(__VA_ARGS__);     \
+                             }) {                                                                                 \
+          return reinterpret_cast<const void*>(                                                                   \
+              static_cast<void (*)(std::decay_t<decltype(pygan_emu_args)>...)>(__VA_ARGS__));                     \
+        } else {                                                                                                  \
+          return nullptr;                                                                                         \
+        }                                                                                                         \
+      })
+
+// A __shared__ declaration as the emulated build rewrites it (tests/emulation.py): the declaration, then its report.
+#define PYGAN_EMU_STATIC_SHARED(name) ::pygan::emu::static_shared(&(name), sizeof(name), #name)
 
 // ---------------------------------------------------------------- synchronization and warp intrinsics
 

@@ -1,6 +1,7 @@
 // Kernels that test the emulation itself (tests/test_emulation_harness.py): thread and block indices, launch
 // limits, the warp collectives' results, atomics, shared memory with and without barriers, dynamic shared memory,
-// and the faults the scheduler must report. Written in CUDA as the ops' kernels are; compiled in the emulated
+// static + dynamic shared memory against the limits, garbage in uninitialized shared memory, out-of-bounds shared
+// memory, races between blocks, and the faults the scheduler must report. Written in CUDA as the ops' kernels are; compiled in the emulated
 // build only. Registered as torch.ops.pygan_emu.harness_*.
 #include "emulation/cuda_emu.h"
 
@@ -174,6 +175,101 @@ at::Tensor large_shared(int64_t bytes, int64_t allow) {
   return out;
 }
 
+// Static and dynamic shared memory together: a 1 KiB __shared__ tile and `bytes` of dynamic shared memory, after an
+// opt-in to `allow` bytes (allow > 0). Returns the tile's last value, written by thread 0 and read by the last.
+__global__ void static_and_dynamic_kernel(float* out) {
+  __shared__ float tile[256];
+  PYGAN_DYNAMIC_SHARED(float, buf);
+  if (threadIdx.x == 0) tile[255] = buf[0] = 3.0f;
+  __syncthreads();
+  if (threadIdx.x == blockDim.x - 1) out[0] = tile[255] + buf[0];
+}
+
+at::Tensor static_and_dynamic(int64_t bytes, int64_t allow) {
+  if (allow > 0) PYGAN_ALLOW_DYNAMIC_SHARED(allow, static_and_dynamic_kernel);
+  at::Tensor out = at::empty({1}, at::kFloat);
+  PYGAN_LAUNCH(1, 32, static_cast<size_t>(bytes), nullptr, static_and_dynamic_kernel)(out.mutable_data_ptr<float>());
+  return out;
+}
+
+// One source kernel, two instantiations: the opt-in of one does not let the other launch with more than 48 KiB.
+template <typename T>
+__global__ void typed_shared_kernel(T* out, int64_t n) {
+  PYGAN_DYNAMIC_SHARED(T, buf);
+  if (threadIdx.x == 0) buf[n - 1] = T(5);
+  __syncthreads();
+  if (threadIdx.x == 0) out[0] = buf[n - 1];
+}
+
+double opt_in_per_instantiation(int64_t bytes, bool opt_in_float, bool launch_double) {
+  if (opt_in_float) PYGAN_ALLOW_DYNAMIC_SHARED(bytes, typed_shared_kernel<float>);
+  if (launch_double) {
+    double out = 0;
+    PYGAN_LAUNCH(1, 32, static_cast<size_t>(bytes), nullptr, typed_shared_kernel<double>)(
+        &out, bytes / int64_t(sizeof(double)));
+    return out;
+  }
+  float out = 0;
+  PYGAN_LAUNCH(1, 32, static_cast<size_t>(bytes), nullptr, typed_shared_kernel<float>)(
+      &out, bytes / int64_t(sizeof(float)));
+  return out;
+}
+
+// What uninitialized shared memory holds: per block, the bits of a static __shared__ value and of a dynamic one
+// read before any write.
+__global__ void uninitialized_shared_kernel(int* out) {
+  __shared__ int word[32];
+  PYGAN_DYNAMIC_SHARED(int, buf);
+  if (threadIdx.x == 0) {
+    out[blockIdx.x * 2] = word[5];
+    out[blockIdx.x * 2 + 1] = buf[5];
+  }
+  __syncthreads();
+  word[threadIdx.x] = 0;  // a block that leaves zeros behind: the next block must not see them
+  buf[threadIdx.x] = 0;
+}
+
+at::Tensor uninitialized_shared(int64_t blocks) {
+  at::Tensor out = at::empty({blocks, 2}, at::kInt);
+  PYGAN_LAUNCH(static_cast<unsigned>(blocks), 32, 32 * sizeof(int), nullptr, uninitialized_shared_kernel)(
+      out.mutable_data_ptr<int>());
+  return out;
+}
+
+// Thread 0 writes element `index` of the dynamic shared memory (`bytes` of it): out of bounds when index * 4 >= bytes.
+__global__ void shared_index_kernel(int64_t index) {
+  PYGAN_DYNAMIC_SHARED(float, buf);
+  auto tail = buf + index;  // an offset pointer as kernels compute them: the access through it is checked
+  if (threadIdx.x == 0) tail[0] = 1.0f;
+}
+
+void shared_index(int64_t bytes, int64_t index) {
+  PYGAN_LAUNCH(2, 32, static_cast<size_t>(bytes), nullptr, shared_index_kernel)(index);
+}
+
+// Each block sums its 64 values and thread 0 adds the sum to out[0]: with atomicAdd, or with a plain `+=` (a lost
+// update on a GPU when two blocks add at once).
+__global__ void sum_into_kernel(const float* x, float* out, bool atomic) {
+  const float v = x[blockIdx.x * blockDim.x + threadIdx.x];
+  float s = v;
+  for (int off = 16; off > 0; off /= 2) s += __shfl_down_sync(0xffffffff, s, off);
+  __shared__ float warp_sums[2];
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = s;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const float block_sum = warp_sums[0] + warp_sums[1];
+    if (atomic) atomicAdd(out, block_sum);
+    else *out += block_sum;
+  }
+}
+
+at::Tensor sum_into(const at::Tensor& x, bool atomic) {
+  at::Tensor out = at::zeros({1}, at::kFloat);
+  PYGAN_LAUNCH(static_cast<unsigned>(x.numel() / 64), 64, 0, nullptr, sum_into_kernel)(
+      x.const_data_ptr<float>(), out.mutable_data_ptr<float>(), atomic);
+  return out;
+}
+
 // Faults the scheduler must report, by name.
 __global__ void fault_kernel(int kind, float* out) {
   const unsigned t = threadIdx.x;
@@ -248,4 +344,10 @@ TORCH_LIBRARY_FRAGMENT(pygan_emu, m) {
   m.def("harness_dynamic_shared(int blocks, int threads) -> Tensor", &dynamic_shared);
   m.def("harness_large_shared(int bytes, int allow) -> Tensor", &large_shared);
   m.def("harness_fault(str kind) -> ()", &fault);
+  m.def("harness_static_and_dynamic(int bytes, int allow) -> Tensor", &static_and_dynamic);
+  m.def("harness_opt_in_per_instantiation(int bytes, bool opt_in_float, bool launch_double) -> float",
+        &opt_in_per_instantiation);
+  m.def("harness_uninitialized_shared(int blocks) -> Tensor", &uninitialized_shared);
+  m.def("harness_shared_index(int bytes, int index) -> ()", &shared_index);
+  m.def("harness_sum_into(Tensor x, bool atomic) -> Tensor", &sum_into);
 }

@@ -11,10 +11,21 @@
 // is an error naming the kernel, block, thread and source lines. Racing on shared memory without a barrier gives
 // the results of the order chosen — the tests run several.
 //
-// Faults. The build compiles with -fsanitize=alignment,bounds but without the sanitizer's library: the handlers at
+// Faults. The kernels compile with -fsanitize=alignment,bounds but without the sanitizer's library: the handlers at
 // the end of this file take its place. A misaligned access (a GPU's "misaligned address", e.g. a 16-byte vector
 // load from a pointer that is not 16-byte aligned) or an index past the end of a fixed-size array (a __shared__
 // tile) is recorded on the thread, and the scheduler reports it when the thread next stops.
+//
+// Shared memory. Static (__shared__, reported by the rewritten declarations) and dynamic shared memory together
+// count against the 48 KiB a launch gets, or against what the kernel instantiation opted in to; both are filled
+// with pseudo-random garbage at each block's start, so a read before a write gives a wrong value.
+//
+// Races between blocks. The kernels also compile with -fsanitize=thread, again without its library: every load and
+// store of global memory calls the hooks at the end of this file, which remember, for the launch running, which
+// block last stored to each address. A block that reads or stores an address another block of the same launch
+// stored to without an atomic is a data race on a GPU (a lost update where an atomicAdd is needed, or a read whose
+// value depends on the blocks' timing): a fault, whatever order the blocks run in. Atomics, the threads' stacks and
+// shared memory are exempt. (This file is not instrumented: it is built as a library of its own.)
 #include "emulation/cuda_emu.h"
 
 #include <c10/util/Exception.h>
@@ -178,7 +189,10 @@ struct Config {
 };
 
 std::mutex g_mutex;  // the configuration, the device properties, the log and the shared-memory opt-ins
-std::unordered_map<std::string, size_t> g_max_dynamic_shared;  // PYGAN_ALLOW_DYNAMIC_SHARED's opt-ins, per kernel
+// PYGAN_ALLOW_DYNAMIC_SHARED's opt-ins, per kernel instantiation (its address); and the kernels' text, to say so
+// when a launch that does not name its instantiation may need one.
+std::unordered_map<const void*, size_t> g_max_dynamic_shared;
+std::unordered_map<std::string, int> g_opted_in_text;
 Config g_config;
 uint64_t g_launch_count = 0;
 
@@ -252,6 +266,102 @@ struct BlockError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A launch that a GPU would refuse, found only once its threads run (static shared memory is known when reached).
+struct LaunchFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+uint64_t splitmix64(uint64_t& s) {
+  uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// Garbage as uninitialized shared memory holds: pseudo-random bytes (large, small, negative, NaN, denormal values).
+void fill_garbage(void* p, size_t bytes, uint64_t seed) {
+  auto* b = static_cast<unsigned char*>(p);
+  size_t i = 0;
+  for (; i + 8 <= bytes; i += 8) {
+    const uint64_t v = splitmix64(seed);
+    std::memcpy(b + i, &v, 8);
+  }
+  if (i < bytes) {
+    const uint64_t v = splitmix64(seed);
+    std::memcpy(b + i, &v, bytes - i);
+  }
+}
+
+// Which block stored last to each address of global memory in the running launch: an open-addressing table whose
+// entries of earlier launches count as empty (no clearing between launches).
+class StoreTable {
+ public:
+  StoreTable() : slots_(size_t(1) << 16) {}
+  void new_launch() {
+    if (++gen_ == 0) {  // wrapped: old entries would look current
+      std::fill(slots_.begin(), slots_.end(), Slot{});
+      gen_ = 1;
+    }
+    count_ = 0;
+  }
+  // The block (linear index) that stored to `a` in this launch, or -1.
+  int64_t writer(uintptr_t a) const {
+    for (size_t i = hash(a);; i = (i + 1) & (slots_.size() - 1)) {
+      const Slot& s = slots_[i];
+      if (s.gen != gen_) return -1;
+      if (s.addr == a) return s.block;
+    }
+  }
+  void store(uintptr_t a, uint64_t block) {
+    if (2 * (count_ + 1) > slots_.size()) grow();
+    put(a, block);
+  }
+
+ private:
+  struct Slot {
+    uintptr_t addr = 0;
+    uint64_t block = 0;
+    uint32_t gen = 0;
+  };
+  size_t hash(uintptr_t a) const { return static_cast<size_t>((a * 0x9e3779b97f4a7c15ull) >> 20) & (slots_.size() - 1); }
+  void put(uintptr_t a, uint64_t block) {
+    for (size_t i = hash(a);; i = (i + 1) & (slots_.size() - 1)) {
+      Slot& s = slots_[i];
+      if (s.gen != gen_) {
+        s = {a, block, gen_};
+        ++count_;
+        return;
+      }
+      if (s.addr == a) {
+        s.block = block;
+        return;
+      }
+    }
+  }
+  void grow() {
+    std::vector<Slot> old(slots_.size() * 2);
+    old.swap(slots_);
+    count_ = 0;
+    for (const Slot& s : old)
+      if (s.gen == gen_) put(s.addr, s.block);
+  }
+  std::vector<Slot> slots_;
+  uint32_t gen_ = 1;
+  size_t count_ = 0;
+};
+
+// What the memory-access hooks need, per OS thread: set while a kernel thread (fiber) runs.
+struct AccessState {
+  bool in_kernel = false;
+  uint64_t block = 0;  // linear index of the running block
+  uintptr_t stack_lo = 0, stack_hi = 0;
+  uintptr_t dyn_lo = 0, dyn_hi = 0;
+  int n_static = 0;
+  uintptr_t static_lo[16], static_hi[16];  // the launch's __shared__ variables
+  StoreTable stores;
+};
+__attribute__((tls_model("initial-exec"))) thread_local AccessState* t_access = nullptr;
+
 class Runner {
  public:
   // Runs one block (blockIdx, blockDim, gridDim are set) to completion.
@@ -274,7 +384,9 @@ class Runner {
     arrived_.assign(warps, 0);
     warp_first_rank_.assign(warps, n_);
     for (int i = 0; i < n_; ++i) warp_first_rank_[i / 32] = std::min(warp_first_rank_[i / 32], rank_[i]);
-    if (!dynamic_shared_.empty()) std::memset(dynamic_shared_.data(), 0xff, dynamic_shared_.size() * sizeof(Chunk));
+    fill_garbage(dynamic_shared_.data(), dynamic_shared_.size() * sizeof(Chunk), shuffle_seed ^ 0x5eed);
+    garbage_seed_ = shuffle_seed;
+    block_static_.clear();
 
     struct Cleanup {  // after an error: give back the stacks of the threads left suspended
       Runner& r;
@@ -333,8 +445,53 @@ class Runner {
   // The lane running now, if any (a fault outside kernels has none).
   Lane* running_lane() { return current_ < 0 ? nullptr : &lanes_[current_]; }
 
-  void set_dynamic_shared(size_t bytes) { dynamic_shared_.resize((bytes + sizeof(Chunk) - 1) / sizeof(Chunk)); }
-  void* dynamic_shared() { return dynamic_shared_.empty() ? nullptr : dynamic_shared_.data(); }
+  // A launch begins: its dynamic shared memory, and the limit on static + dynamic shared memory (opted_in: the
+  // kernel's opt-in, which bounds dynamic memory alone; static + opt-in must stay within the device's maximum).
+  void begin_launch(const LaunchSite& site, size_t dynamic_bytes, size_t opted_in) {
+    site_ = site;
+    dynamic_bytes_ = dynamic_bytes;
+    opted_in_ = opted_in;
+    dynamic_shared_.resize((dynamic_bytes + sizeof(Chunk) - 1) / sizeof(Chunk));
+    launch_static_.clear();
+    static_bytes_ = 0;
+    access_.n_static = 0;
+    access_.dyn_lo = reinterpret_cast<uintptr_t>(dynamic_shared_.data());
+    access_.dyn_hi = access_.dyn_lo + dynamic_shared_.size() * sizeof(Chunk);
+    access_.stores.new_launch();
+  }
+  void* dynamic_shared(size_t* bytes) {
+    *bytes = dynamic_bytes_;
+    return dynamic_shared_.empty() ? nullptr : dynamic_shared_.data();
+  }
+  void set_block(uint64_t linear) { access_.block = linear; }
+
+  void static_shared(void* address, size_t bytes, const char* name) {
+    if (std::find(block_static_.begin(), block_static_.end(), address) != block_static_.end()) return;
+    block_static_.push_back(address);
+    fill_garbage(address, bytes, garbage_seed_ ^ reinterpret_cast<uintptr_t>(address));
+    for (const auto& [a, b] : launch_static_)
+      if (a == address) return;
+    launch_static_.emplace_back(address, bytes);
+    static_bytes_ += bytes;
+    if (access_.n_static < 16) {
+      access_.static_lo[access_.n_static] = reinterpret_cast<uintptr_t>(address);
+      access_.static_hi[access_.n_static++] = reinterpret_cast<uintptr_t>(address) + bytes;
+    }
+    const cudaDeviceProp& p = g_props;
+    const std::string head = std::string("emulated CUDA launch of ") + site_.kernel + " (" + site_.file + ":" +
+                             std::to_string(site_.line) + ") failed: ";
+    const std::string sizes = std::to_string(static_bytes_) + " bytes of static shared memory (__shared__ " + name +
+                              " reached last)";
+    if (opted_in_ == 0 && static_bytes_ + dynamic_bytes_ > p.sharedMemPerBlock)
+      throw LaunchFailure(head + "invalid argument: " + sizes + " + " + std::to_string(dynamic_bytes_) +
+                          " bytes of dynamic shared memory, more than the " + std::to_string(p.sharedMemPerBlock) +
+                          " a launch may use without opting in (PYGAN_ALLOW_DYNAMIC_SHARED; static shared memory "
+                          "counts too)");
+    if (opted_in_ > 0 && static_bytes_ + opted_in_ > p.sharedMemPerBlockOptin)
+      throw LaunchFailure(head + "the kernel's opt-in to " + std::to_string(opted_in_) +
+                          " bytes of dynamic shared memory + " + sizes + " exceed the device's " +
+                          std::to_string(p.sharedMemPerBlockOptin) + " (cudaFuncSetAttribute fails on a GPU)");
+  }
 
   unsigned active_mask() const {
     const int w = current_ / 32;
@@ -367,7 +524,12 @@ class Runner {
       l.stack = stacks_.get();
       make_context(l.ctx, l.stack, &Runner::entry, this);
     }
+    access_.stack_hi = reinterpret_cast<uintptr_t>(l.stack);
+    access_.stack_lo = access_.stack_hi - kStackBytes;
+    access_.in_kernel = true;
+    t_access = &access_;
     switch_context(main_, l.ctx);
+    access_.in_kernel = false;
     current_ = -1;
     if (l.state == State::Done) {
       stacks_.put(l.stack);
@@ -383,6 +545,8 @@ class Runner {
   [[noreturn]] void rethrow_from(int i) {
     try {
       std::rethrow_exception(lanes_[i].error);
+    } catch (const LaunchFailure&) {
+      throw;
     } catch (const std::exception& e) {
       fail(i, e.what());
     }
@@ -488,6 +652,12 @@ class Runner {
     unsigned char bytes[16];
   };
   std::vector<Chunk> dynamic_shared_;
+  size_t dynamic_bytes_ = 0, opted_in_ = 0, static_bytes_ = 0;
+  LaunchSite site_{};
+  uint64_t garbage_seed_ = 0;
+  std::vector<void*> block_static_;                         // __shared__ variables reached in this block
+  std::vector<std::pair<void*, size_t>> launch_static_;     // and in this launch
+  AccessState access_;
   StackPool stacks_;
 };
 
@@ -498,7 +668,9 @@ Runner& runner() {
   return r;
 }
 
-void check_launch(const LaunchSite& s, dim3 grid, dim3 block, size_t shared_bytes, bool to_run) {
+// Returns the kernel's opt-in (0: none).
+size_t check_launch(const LaunchSite& s, const void* address, dim3 grid, dim3 block, size_t shared_bytes,
+                    bool to_run) {
   const cudaDeviceProp& p = g_props;
   auto bad = [&](const std::string& why) {
     TORCH_CHECK(false, "emulated CUDA launch of ", s.kernel, " (", s.file, ":", s.line,
@@ -518,33 +690,52 @@ void check_launch(const LaunchSite& s, dim3 grid, dim3 block, size_t shared_byte
   if (threads > static_cast<uint64_t>(p.maxThreadsPerBlock))
     bad("blockDim " + dims(block) + " has " + std::to_string(threads) + " threads, more than " +
         std::to_string(p.maxThreadsPerBlock) + " per block");
-  size_t allowed = p.sharedMemPerBlock;
+  size_t opted_in = 0;
   {
     const std::lock_guard<std::mutex> lock(g_mutex);
-    const auto it = g_max_dynamic_shared.find(s.kernel);
-    if (it != g_max_dynamic_shared.end()) allowed = std::max(allowed, it->second);
+    const auto it = address ? g_max_dynamic_shared.find(address) : g_max_dynamic_shared.end();
+    if (it != g_max_dynamic_shared.end()) opted_in = it->second;
+    TORCH_CHECK(address || !g_opted_in_text.contains(s.kernel), "emulated CUDA launch of ", s.kernel, " (", s.file,
+                ":", s.line, "): a kernel of this name opted in to more dynamic shared memory, but the launch does "
+                "not name one instantiation (the emulation keys opt-ins by instantiation, as a GPU does): name every "
+                "template argument at the launch");
   }
+  const size_t allowed = opted_in > 0 ? opted_in : p.sharedMemPerBlock;
   if (shared_bytes > allowed)
     bad(std::to_string(shared_bytes) + " bytes of dynamic shared memory, more than the " + std::to_string(allowed) +
-        (allowed == p.sharedMemPerBlock ? " a launch may use without opting in (PYGAN_ALLOW_DYNAMIC_SHARED)"
-                                        : " this kernel opted in to"));
+        (opted_in == 0 ? " a launch may use without opting in (PYGAN_ALLOW_DYNAMIC_SHARED)"
+                       : " this kernel instantiation opted in to"));
   const uint64_t total = threads * grid.x * grid.y * grid.z;
   TORCH_CHECK(!to_run || total <= kMaxEmulatedThreads, "emulated CUDA launch of ", s.kernel, " (", s.file, ":",
               s.line, "): ", total, " threads are too many to emulate (at most ", kMaxEmulatedThreads,
               "): use smaller inputs");
+  return opted_in;
 }
 
 }  // namespace
 
 // ---------------------------------------------------------------- the interface of cuda_emu.h
 
-void set_max_dynamic_shared(const char* kernel, int64_t bytes) {
+void set_max_dynamic_shared(const char* kernel, const void* address, int64_t bytes) {
   const std::lock_guard<std::mutex> lock(g_mutex);
-  // A GPU refuses more than the opt-in maximum (a kernel's static shared memory counts too; not modelled).
+  // A GPU refuses more than the opt-in maximum less the kernel's static shared memory: checked when the kernel's
+  // __shared__ declarations are reached (Runner::static_shared).
   TORCH_CHECK(bytes >= 0 && static_cast<uint64_t>(bytes) <= g_props.sharedMemPerBlockOptin,
               "emulated cudaFuncSetAttribute(", kernel, ", cudaFuncAttributeMaxDynamicSharedMemorySize, ", bytes,
               ") failed: invalid argument (at most ", g_props.sharedMemPerBlockOptin, " bytes)");
-  g_max_dynamic_shared[kernel] = static_cast<size_t>(bytes);
+  g_max_dynamic_shared[address] = static_cast<size_t>(bytes);
+  g_opted_in_text[kernel] = 1;
+}
+
+void static_shared(void* address, size_t bytes, const char* name) {
+  TORCH_CHECK(t_running, "__shared__ ", name, " reached outside an emulated kernel");
+  t_running->static_shared(address, bytes, name);
+}
+
+void shared_out_of_bounds(int64_t index, size_t elem_size, size_t bytes, const char* type) {
+  throw std::out_of_range("dynamic shared memory out of bounds: element " + std::to_string(index) + " of " +
+                          std::to_string(elem_size) + " bytes (type " + type + ") lies outside the launch's " +
+                          std::to_string(bytes) + " bytes of dynamic shared memory");
 }
 
 int sync_block(int predicate, const std::source_location& where) {
@@ -590,21 +781,28 @@ unsigned active_mask() {
   return t_running->active_mask();
 }
 
-void* dynamic_shared_bytes() {
+void* dynamic_shared_bytes(size_t* bytes) {
   TORCH_CHECK(t_running, "dynamic shared memory used outside an emulated kernel");
-  return t_running->dynamic_shared();
+  return t_running->dynamic_shared(bytes);
 }
 
 cudaDeviceProp* device_properties() { return &g_props; }
 
-void run_grid(const LaunchSite& site, dim3 grid, dim3 block, size_t shared_bytes, KernelBody body) {
+namespace {
+std::string g_mutant;  // the mutant switched on (tests only; set between launches)
+}
+
+bool mutant_on(const char* name) { return !g_mutant.empty() && g_mutant == name; }
+
+void run_grid(const LaunchSite& site, const void* kernel_address, dim3 grid, dim3 block, size_t shared_bytes,
+              KernelBody body) {
   TORCH_CHECK(t_running == nullptr, "emulated CUDA launch of ", site.kernel, " from inside a kernel: not emulated");
   Config config;
   {
     const std::lock_guard<std::mutex> lock(g_mutex);
     config = g_config;
   }
-  check_launch(site, grid, block, shared_bytes, config.execute);
+  const size_t opted_in = check_launch(site, kernel_address, grid, block, shared_bytes, config.execute);
   uint64_t launch;
   {
     const std::lock_guard<std::mutex> lock(g_mutex);
@@ -613,7 +811,7 @@ void run_grid(const LaunchSite& site, dim3 grid, dim3 block, size_t shared_bytes
   }
   if (!config.execute) return;
   Runner& r = runner();
-  r.set_dynamic_shared(shared_bytes);
+  r.begin_launch(site, shared_bytes, opted_in);
   const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
   std::vector<uint64_t> order;
   if (config.order != Order::Forward) {
@@ -640,8 +838,11 @@ void run_grid(const LaunchSite& site, dim3 grid, dim3 block, size_t shared_bytes
     const uint64_t b = order.empty() ? k : order[k];
     blockIdx = {static_cast<unsigned>(b % grid.x), static_cast<unsigned>((b / grid.x) % grid.y),
                 static_cast<unsigned>(b / (uint64_t(grid.x) * grid.y))};
+    r.set_block(b);
     try {
       r.run_block(body, config.seed * 7919u + launch * 104729u + b);
+    } catch (const LaunchFailure& e) {
+      TORCH_CHECK(false, e.what());
     } catch (const BlockError& e) {
       TORCH_CHECK(false, "emulated CUDA kernel ", site.kernel, " (launched at ", site.file, ":", site.line, "), block ",
                   dims(blockIdx), " of grid ", dims(grid), ", blockDim ", dims(block), ", ", e.what());
@@ -662,6 +863,10 @@ void configure(int64_t sm_count, std::string_view order, int64_t seed, bool exec
   else TORCH_CHECK(false, "emu_configure: order must be 'forward', 'reverse' or 'shuffle', got '", order, "'");
   const std::lock_guard<std::mutex> lock(g_mutex);
   g_props.multiProcessorCount = static_cast<int>(sm_count);
+  // A fresh process's kernels: no shared-memory opt-ins (kernels opt in before their launches; one test's opt-in
+  // must not let another's launch pass).
+  g_max_dynamic_shared.clear();
+  g_opted_in_text.clear();
   g_config.order = o;
   g_config.seed = static_cast<uint64_t>(seed);
   g_config.execute = execute;
@@ -680,6 +885,11 @@ std::vector<std::string> launches() {
   return out;
 }
 
+void set_mutant(std::string_view name) {
+  const std::lock_guard<std::mutex> lock(g_mutex);
+  g_mutant = name;
+}
+
 void clear_launches() {
   const std::lock_guard<std::mutex> lock(g_mutex);
   g_log.clear();
@@ -692,11 +902,13 @@ void clear_launches() {
 TORCH_LIBRARY_FRAGMENT(pygan_emu, m) {
   // The emulated GPU: SM count (kernels size their grids by it), the order in which blocks and the threads of a
   // block are run ('forward', 'reverse', 'shuffle' with a seed); execute=False checks and records launches but
-  // runs no thread (outputs are left unwritten), for grids too large to emulate.
+  // runs no thread (outputs are left unwritten), for grids too large to emulate. Clears the kernels' opt-ins.
   m.def("emu_configure(int sm_count, str order, int seed, bool execute) -> ()", &pygan::emu::configure);
   // Every launch since the last clear: "file:line|kernel expression|grid x,y,z|block x,y,z".
   m.def("emu_launches() -> str[]", &pygan::emu::launches);
   m.def("emu_clear_launches() -> ()", &pygan::emu::clear_launches);
+  // The mutant (tests/emulation.py: MUTANTS) whose bug the mutants' copies of the kernels run; "" for none.
+  m.def("emu_mutant(str name) -> ()", &pygan::emu::set_mutant);
 }
 
 // ---------------------------------------------------------------- sanitizer hooks: device faults
@@ -770,4 +982,111 @@ extern "C" {
 [[gnu::visibility("default")]] void __ubsan_handle_out_of_bounds(UbsanOutOfBounds* d, uintptr_t index) {
   out_of_bounds(d, index);
 }
+}
+
+// ---------------------------------------------------------------- thread-sanitizer hooks: races between blocks
+
+namespace {
+
+using pygan::emu::t_access;
+
+std::string block_name(uint64_t b) {
+  const uint64_t gx = gridDim.x, gy = gridDim.y;
+  return "block (" + std::to_string(b % gx) + ", " + std::to_string((b / gx) % gy) + ", " +
+         std::to_string(b / (gx * gy)) + ")";
+}
+
+[[gnu::noinline]] void race(uintptr_t a, size_t size, bool write, int64_t other) {
+  std::ostringstream s;
+  s << "data race between blocks: " << (write ? "a store to " : "a load of ") << size << " bytes at 0x" << std::hex
+    << a << std::dec << ", which " << block_name(static_cast<uint64_t>(other))
+    << " of this launch stored to without an atomic (on a GPU the blocks run concurrently: a lost update where an "
+       "atomic is needed, or a value that depends on timing)";
+  record_fault(s.str());
+}
+
+inline void access(const volatile void* p, size_t size, bool write) {
+  pygan::emu::AccessState* st = t_access;
+  if (st == nullptr || !st->in_kernel) return;
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  if ((a >= st->stack_lo && a < st->stack_hi) || (a >= st->dyn_lo && a < st->dyn_hi)) return;
+  for (int i = 0; i < st->n_static; ++i)
+    if (a >= st->static_lo[i] && a < st->static_hi[i]) return;
+  const int64_t w = st->stores.writer(a);
+  if (w >= 0 && static_cast<uint64_t>(w) != st->block) race(a, size, write, w);
+  if (write) st->stores.store(a, st->block);
+}
+
+}  // namespace
+
+// The hooks GCC's -fsanitize=thread instrumentation calls (plain accesses; atomics, performed here).
+extern "C" {
+#define PYGAN_EMU_ACCESS_HOOKS(n)                                                                                  \
+  [[gnu::visibility("default")]] void __tsan_read##n(void* p) { access(p, n, false); }                             \
+  [[gnu::visibility("default")]] void __tsan_write##n(void* p) { access(p, n, true); }                             \
+  [[gnu::visibility("default")]] void __tsan_unaligned_read##n(void* p) { access(p, n, false); }                   \
+  [[gnu::visibility("default")]] void __tsan_unaligned_write##n(void* p) { access(p, n, true); }                   \
+  [[gnu::visibility("default")]] void __tsan_volatile_read##n(void* p) { access(p, n, false); }                    \
+  [[gnu::visibility("default")]] void __tsan_volatile_write##n(void* p) { access(p, n, true); }
+PYGAN_EMU_ACCESS_HOOKS(1)
+PYGAN_EMU_ACCESS_HOOKS(2)
+PYGAN_EMU_ACCESS_HOOKS(4)
+PYGAN_EMU_ACCESS_HOOKS(8)
+PYGAN_EMU_ACCESS_HOOKS(16)
+#undef PYGAN_EMU_ACCESS_HOOKS
+[[gnu::visibility("default")]] void __tsan_read_range(void* p, unsigned long n) { access(p, n, false); }
+[[gnu::visibility("default")]] void __tsan_write_range(void* p, unsigned long n) { access(p, n, true); }
+[[gnu::visibility("default")]] void __tsan_init() {}
+[[gnu::visibility("default")]] void __tsan_func_entry(void*) {}
+[[gnu::visibility("default")]] void __tsan_func_exit() {}
+[[gnu::visibility("default")]] void __tsan_vptr_update(void**, void*) {}
+[[gnu::visibility("default")]] void __tsan_vptr_read(void**) {}
+[[gnu::visibility("default")]] void __tsan_atomic_thread_fence(int) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+[[gnu::visibility("default")]] void __tsan_atomic_signal_fence(int) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
+
+#define PYGAN_EMU_ATOMIC_HOOKS(bits, T)                                                                            \
+  [[gnu::visibility("default")]] T __tsan_atomic##bits##_load(const volatile T* a, int) {                          \
+    return __atomic_load_n(a, __ATOMIC_SEQ_CST);                                                                   \
+  }                                                                                                                \
+  [[gnu::visibility("default")]] void __tsan_atomic##bits##_store(volatile T* a, T v, int) {                       \
+    __atomic_store_n(a, v, __ATOMIC_SEQ_CST);                                                                      \
+  }                                                                                                                \
+  [[gnu::visibility("default")]] T __tsan_atomic##bits##_exchange(volatile T* a, T v, int) {                       \
+    return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST);                                                            \
+  }                                                                                                                \
+  [[gnu::visibility("default")]] T __tsan_atomic##bits##_fetch_add(volatile T* a, T v, int) {                      \
+    return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST);                                                             \
+  }                                                                                                                \
+  [[gnu::visibility("default")]] T __tsan_atomic##bits##_fetch_sub(volatile T* a, T v, int) {                      \
+    return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST);                                                             \
+  }                                                                                                                \
+  [[gnu::visibility("default")]] T __tsan_atomic##bits##_fetch_and(volatile T* a, T v, int) {                      \
+    return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST);                                                             \
+  }                                                                                                                \
+  [[gnu::visibility("default")]] T __tsan_atomic##bits##_fetch_or(volatile T* a, T v, int) {                       \
+    return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST);                                                              \
+  }                                                                                                                \
+  [[gnu::visibility("default")]] T __tsan_atomic##bits##_fetch_xor(volatile T* a, T v, int) {                      \
+    return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST);                                                             \
+  }                                                                                                                \
+  [[gnu::visibility("default")]] T __tsan_atomic##bits##_fetch_nand(volatile T* a, T v, int) {                     \
+    return __atomic_fetch_nand(a, v, __ATOMIC_SEQ_CST);                                                            \
+  }                                                                                                                \
+  [[gnu::visibility("default")]] int __tsan_atomic##bits##_compare_exchange_strong(volatile T* a, T* c, T v, int,  \
+                                                                                   int) {                          \
+    return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                        \
+  }                                                                                                                \
+  [[gnu::visibility("default")]] int __tsan_atomic##bits##_compare_exchange_weak(volatile T* a, T* c, T v, int,    \
+                                                                                 int) {                            \
+    return __atomic_compare_exchange_n(a, c, v, true, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                         \
+  }                                                                                                                \
+  [[gnu::visibility("default")]] T __tsan_atomic##bits##_compare_exchange_val(volatile T* a, T c, T v, int, int) { \
+    __atomic_compare_exchange_n(a, &c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                              \
+    return c;                                                                                                      \
+  }
+PYGAN_EMU_ATOMIC_HOOKS(8, uint8_t)
+PYGAN_EMU_ATOMIC_HOOKS(16, uint16_t)
+PYGAN_EMU_ATOMIC_HOOKS(32, uint32_t)
+PYGAN_EMU_ATOMIC_HOOKS(64, uint64_t)
+#undef PYGAN_EMU_ATOMIC_HOOKS
 }

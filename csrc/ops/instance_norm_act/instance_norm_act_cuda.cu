@@ -31,15 +31,22 @@ namespace {
 constexpr int kThreads = 256;              // split reductions and element passes
 constexpr int kPlaneThreads = 512;         // plane-on-chip kernels
 constexpr int64_t kPlaneBytes = 100 * 1024;  // shared memory a plane kernel may take (two blocks per SM on Hopper)
-constexpr int64_t kDefaultShared = 48 * 1024;  // dynamic shared memory a launch gets without opting in
+constexpr int64_t kDefaultShared = 48 * 1024;  // static + dynamic shared memory a launch gets without opting in
+// Room left for the plane kernels' static shared memory (their block_sum scratch: 128 B, 256 B for double, as nvcc
+// reports for sm_90) wherever a limit counts static and dynamic shared memory together.
+constexpr int64_t kStaticReserve = 1024;
 constexpr int64_t kMinPerBlock = 2048;     // values a split-reduction block should at least handle
 
 int sm_count() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
 
 int64_t plane_bytes_cap() {
-  // less 1 KiB for the kernels' static shared memory
-  return std::min<int64_t>(kPlaneBytes, static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->sharedMemPerBlockOptin) - 1024);
+  return std::min<int64_t>(
+      kPlaneBytes, static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->sharedMemPerBlockOptin) - kStaticReserve);
 }
+
+// Whether a plane kernel with `bytes` of dynamic shared memory must opt in beyond the default: the default limit
+// counts its static shared memory too.
+bool needs_opt_in(int64_t bytes) { return bytes + kStaticReserve > kDefaultShared; }
 
 template <typename acc>
 struct PlaneArgs {
@@ -127,7 +134,7 @@ __global__ void plane_backward_kernel(const scalar_t* __restrict__ dy, const sca
                                       acc_t<scalar_t>* sum_slope) {
   using acc = acc_t<scalar_t>;
   PYGAN_DYNAMIC_SHARED(scalar_t, g_cache);
-  scalar_t* s_cache = g_cache + S;
+  auto s_cache = g_cache + S;
   __shared__ acc scratch[32];
   const int64_t plane = blockIdx.x, c = plane % p.C, base = plane * S;
   const acc sl = p.slope[c];
@@ -384,7 +391,7 @@ void forward_cuda(const at::Tensor& x, const at::Tensor& r, const Layout& l, Act
       auto run = [&]<bool Res>() {
         if (plane_fits<scalar_t>(l, 1)) {
           const int64_t bytes = l.S * static_cast<int64_t>(sizeof(scalar_t));
-          if (bytes > kDefaultShared) PYGAN_ALLOW_DYNAMIC_SHARED(bytes, plane_forward_kernel<scalar_t, A, Res>);
+          if (needs_opt_in(bytes)) PYGAN_ALLOW_DYNAMIC_SHARED(bytes, plane_forward_kernel<scalar_t, A, Res>);
           PYGAN_LAUNCH(static_cast<unsigned>(l.N * l.C), kPlaneThreads, bytes, stream,
                        plane_forward_kernel<scalar_t, A, Res>)(
               x.const_data_ptr<scalar_t>(), Res ? r.const_data_ptr<scalar_t>() : nullptr,
@@ -433,7 +440,7 @@ void backward_cuda(const at::Tensor& grad_y, const at::Tensor& saved, bool saved
         scalar_t* dr = Res ? grad_r.mutable_data_ptr<scalar_t>() : nullptr;
         if (plane_fits<scalar_t>(l, 2)) {
           const int64_t bytes = 2 * l.S * static_cast<int64_t>(sizeof(scalar_t));
-          if (bytes > kDefaultShared)
+          if (needs_opt_in(bytes))
             PYGAN_ALLOW_DYNAMIC_SHARED(bytes, plane_backward_kernel<scalar_t, A, FromOutput, Res>);
           PYGAN_LAUNCH(static_cast<unsigned>(l.N * l.C), kPlaneThreads, bytes, stream,
                        plane_backward_kernel<scalar_t, A, FromOutput, Res>)(dy, s, rv, dx, dr, l.S, pa, training, o_dz,
