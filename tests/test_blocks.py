@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 import pygan
-from pygan.nn import Conv2dBNAct, ConvTranspose2dBNAct
+from pygan.nn import Conv2dBNAct, ConvTranspose2dBNAct, conv_bn_act
+from pygan.nn.conv_bn_act import fold_into_conv
 
 STOCK_ACT = {"identity": lambda C: nn.Identity(), "relu": lambda C: nn.ReLU(), "leaky_relu": lambda C: nn.LeakyReLU(0.2),
              "prelu": lambda C: nn.PReLU(C, 0.3)}
@@ -122,6 +123,23 @@ def _eval_uncached(block, x):
     y = torch.nn.functional.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
     return {"identity": lambda t: t, "relu": torch.relu, "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, bn.negative_slope),
             "prelu": lambda t: torch.nn.functional.prelu(t, bn.slope)}[bn.activation](y)
+
+
+def test_folded_weight_keeps_the_conv_weight_strides():
+    """Found by the differential suite: a channels_last (1, C, k, k) transposed-conv weight came back from folding
+    with a size-1 stride of C, and conv backward refused it for an input with size-1 strides of its own."""
+    block = ConvTranspose2dBNAct(1, 3, 4, 2, 1).double().eval().to(memory_format=torch.channels_last)
+    weight, _ = fold_into_conv(block.conv, block.bn)
+    assert weight.stride() == block.conv.weight.stride()
+    stock = conv_bn_act(nn.ConvTranspose2d(1, 3, 4, 2, 1, bias=False), "relu", fused=False).double().eval()
+    stock.load_state_dict(block.state_dict())
+    x = torch.randn(1, 1, 2, 1, dtype=torch.float64)
+    grads = []
+    for m, xs in ((block, x.as_strided(x.shape, (2, 1, 1, 1))), (stock, x)):
+        xs = xs.detach().requires_grad_(True)
+        m(xs).sum().backward()
+        grads.append(xs.grad)
+    torch.testing.assert_close(grads[0], grads[1])
 
 
 def test_block_state_dict_keys_are_the_stock_pair():

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import pygan
+from pygan.nn import conv_bn_act
 from pygan.nn.convert import activation_module
 from pygan.ops import activations
 
@@ -36,8 +37,10 @@ TOL64 = 1e-9
 @st.composite
 def blocks(draw):
     conv = draw(st.sampled_from(["none", "conv", "conv_transpose"]))
-    norm = draw(st.sampled_from(["batch", "instance"]))
+    # "block": pygan's conv + BN + activation module (conv_bn_act), whose eval mode folds BN into the conv
+    norm = draw(st.sampled_from(["batch", "instance"] + (["block"] if conv != "none" else [])))
     acts = ["relu", "leaky_relu", "tanh", "sigmoid"] + (["prelu"] if norm == "batch" else [])  # what fuse fuses
+    acts += ["identity"] if norm == "block" else []
     return dict(conv=conv, norm=norm, activation=draw(st.sampled_from(acts)),
                 cin=draw(st.sampled_from([1, 3])), C=draw(st.sampled_from([1, 3, 33])),
                 N=draw(st.sampled_from([1, 2, 3])), H=draw(st.sampled_from([2, 5])), W=draw(st.sampled_from([1, 3, 6])),
@@ -47,18 +50,25 @@ def blocks(draw):
                 seed=draw(st.integers(0, 2**31 - 1)))
 
 
-def stock_block(b) -> nn.Module:
-    layers = []
+def _conv(b) -> nn.Module:
     cin = b["cin"] if b["conv"] != "none" else b["C"]
     if b["conv"] == "conv":
-        layers.append(nn.Conv2d(cin, b["C"], 3, 1, 1, bias=False))
-    elif b["conv"] == "conv_transpose":
-        layers.append(nn.ConvTranspose2d(cin, b["C"], 4, 2, 1, bias=False))
-    norm = nn.BatchNorm2d if b["norm"] == "batch" else nn.InstanceNorm2d
-    layers.append(norm(b["C"], affine=b["affine"], track_running_stats=b["track"], momentum=0.3))
-    act = b["activation"]
-    layers.append(nn.PReLU(b["C"]) if act == "prelu" else activation_module(act, 0.2))
-    model = nn.Sequential(*layers).double()
+        return nn.Conv2d(cin, b["C"], 3, 1, 1, bias=False)
+    return nn.ConvTranspose2d(cin, b["C"], 4, 2, 1, bias=False)
+
+
+def stock_block(b) -> nn.Module:
+    layers = []
+    if b["norm"] == "block":
+        model = conv_bn_act(_conv(b), b["activation"], 0.2, fused=False).double()
+    else:
+        if b["conv"] != "none":
+            layers.append(_conv(b))
+        norm = nn.BatchNorm2d if b["norm"] == "batch" else nn.InstanceNorm2d
+        layers.append(norm(b["C"], affine=b["affine"], track_running_stats=b["track"], momentum=0.3))
+        act = b["activation"]
+        layers.append(nn.PReLU(b["C"]) if act == "prelu" else activation_module(act, 0.2))
+        model = nn.Sequential(*layers).double()
     g = torch.Generator().manual_seed(b["seed"])
     with torch.no_grad():
         for p in model.parameters():
@@ -87,7 +97,11 @@ def test_fused_blocks_equal_stock_in_any_layout(b):
     if b["norm"] == "instance" and not b["training"] and not b["track"]:
         b["training"] = True  # stock instance norm uses input statistics then anyway
     stock = stock_block(b)
-    fused = pygan.fuse(copy.deepcopy(stock))
+    if b["norm"] == "block":
+        fused = conv_bn_act(copy.deepcopy(stock.conv), b["activation"], 0.2).double().train(b["training"])
+        fused.load_state_dict(stock.state_dict())
+    else:
+        fused = pygan.fuse(copy.deepcopy(stock))
     fused_types = {type(m).__module__ for m in fused.modules()}
     assert any(t.startswith("pygan.nn") for t in fused_types), f"pygan.fuse left {stock} unfused"
     g = torch.Generator().manual_seed(b["seed"] + 1)

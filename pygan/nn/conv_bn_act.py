@@ -48,6 +48,11 @@ def fold_into_conv(conv: nn.Module, bn: nn.Module) -> tuple[Tensor, Tensor]:
         w = (w5 * scale.reshape(g, 1, -1, 1, 1)).reshape(w.shape)
     else:
         w = w * scale.reshape(-1, *([1] * (w.dim() - 1)))
+    if w.stride() != conv.weight.stride():
+        # The reshapes above may leave a size-1 dim with a stride no allocation gives (a channels_last (1, C, k, k)
+        # weight comes back with stride C on dim 0); conv backward then refuses it ("grad_weight needs to be
+        # contiguous"). Give the folded weight the convolution's own strides.
+        w = torch.empty_like(conv.weight, dtype=w.dtype).copy_(w)
     bias = shift if conv.bias is None else conv.bias * scale + shift
     return w, bias
 
