@@ -63,14 +63,14 @@ def arrange(t: torch.Tensor, form: str) -> torch.Tensor:
     raise ValueError(f"unknown form {form!r}")
 
 
-def gradient(shape, dtype, form: str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """An incoming gradient of `shape` in `form`: random values, or stride-0 ones."""
+def gradient(shape, dtype, form: str, generator: torch.Generator | None = None, device="cpu") -> torch.Tensor:
+    """An incoming gradient of `shape` in `form` on `device`: random values (drawn on the CPU), or stride-0 ones."""
+    draw = lambda s: torch.randn(s, dtype=torch.float64, generator=generator).to(device=device, dtype=dtype)  # noqa: E731
     if form == "scalar_expanded":  # (loss.sum()).backward(): one value broadcast everywhere
-        return torch.randn((), dtype=torch.float64, generator=generator).to(dtype).expand(shape)
+        return draw(()).expand(shape)
     if form == "expanded":  # constant along the last dim (stride 0 there)
-        base = torch.randn(tuple(shape[:-1]) + (1,), dtype=torch.float64, generator=generator).to(dtype)
-        return base.expand(shape)
-    return arrange(torch.randn(shape, dtype=torch.float64, generator=generator).to(dtype), form)
+        return draw(tuple(shape[:-1]) + (1,)).expand(shape)
+    return arrange(draw(tuple(shape)), form)
 
 
 def describe(t: torch.Tensor | None) -> str:

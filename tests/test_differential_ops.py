@@ -26,6 +26,7 @@ from pygan._compat import suggest_memory_format
 from pygan.nn.convert import activation_module
 from pygan.ops import activations, reference
 
+from conftest import DEVICES
 from differential import (DENSE_FORMS, GRAD_FORMS, ULP, arrange, bounded, close, describe, gradient, max_error,
                           shapes, within_stock)
 
@@ -124,7 +125,8 @@ class BiasAct(Op):
 
     def stock(self, t, a):
         x = t["x"]
-        y = x + _view_c(t["bias"], x.dim()) if "bias" in t else x
+        # in x's dtype, as the convolution whose epilogue this is adds its bias (an fp32 bias would promote)
+        y = x + _view_c(t["bias"].to(x.dtype), x.dim()) if "bias" in t else x
         return _act(y, a["activation"], a["negative_slope"], t.get("slope"))
 
     def reference(self, t, a):
@@ -144,7 +146,9 @@ def stock_batch_norm_grad_strides_defect(op: Op, case: dict) -> bool:
     F.instance_norm reaches it from ordinary gradients: it runs batch_norm on a (1, N * C, ...) view, so any
     incoming gradient that can be viewed so without a copy and is not NCHW-contiguous — every channels_last one at
     batch 1 — (test_stock_defect_instance_norm_batch1_channels_last_gradient). Conservatively: those forms of the
-    incoming gradient (an activation's backward may hand stock a fresh, contiguous one)."""
+    incoming gradient (an activation's backward may hand stock a fresh, contiguous one). The same happens with a
+    size-1 spatial dim's stride (N > 1): for batch_norm, cases with a size-1 dim whose input and gradient strides
+    differ and are not both NCHW."""
     if case["device"] != "cpu":
         return False
     g, (N, C) = case["grad"], case["shape"][:2]
@@ -153,15 +157,17 @@ def stock_batch_norm_grad_strides_defect(op: Op, case: dict) -> bool:
             return not g.view((1, N * C) + tuple(g.shape[2:])).is_contiguous()
         except RuntimeError:  # not viewable: instance_norm copies it into NCHW
             return False
-    return isinstance(op, BatchNormAct) and N == 1 and "size1_strides" in (case["x_form"], case["grad_form"])
+    x = case["x"]
+    return (isinstance(op, BatchNormAct) and 1 in x.shape and x.stride() != g.stride()
+            and not (x.is_contiguous() and g.is_contiguous()))
 
 
 def stock_batch_norm_strided_weight_defect(op: Op, case: dict) -> bool:
     """Stock batch_norm's backward (CPU) reads a non-contiguous weight as if it were contiguous on its
     channels-last path (a channels_last input, or one value per channel and sample: (N, C), (N, C, 1, ...)): a
-    wrong or garbage grad_input (test_stock_defect_batch_norm_strided_weight)."""
-    channels_last_path = (math.prod(case["shape"][2:]) == 1
-                          or suggest_memory_format(case["x"]) != torch.contiguous_format)
+    wrong or garbage grad_input (test_stock_defect_batch_norm_strided_weight). Conservatively: any input that is
+    not NCHW-contiguous."""
+    channels_last_path = math.prod(case["shape"][2:]) == 1 or not case["x"].is_contiguous()
     return (isinstance(op, BatchNormAct) and case["affine"] and case["param_form"] != "contiguous"
             and channels_last_path and case["device"] == "cpu")
 
@@ -199,7 +205,8 @@ def build(op: Op, case: dict):
     """(leaves, args) of a case: leaves in their drawn forms, float64 values drawn from the case's seed."""
     g = torch.Generator().manual_seed(case["seed"])
     shape, C, dt, dev = case["shape"], case["shape"][1], case["dtype"], case["device"]
-    rnd = lambda *s: torch.randn(s, generator=g, dtype=torch.float64)  # noqa: E731
+    # values drawn on the CPU from the seed, moved, then laid out on the device (a move would drop the layout)
+    rnd = lambda *s: torch.randn(s, generator=g, dtype=torch.float64).to(dev)  # noqa: E731
     t = {"x": arrange((rnd(*shape) * 1.7 + 0.4).to(dt), case["x_form"])}
     if case["affine"]:
         w = 1 + 0.4 * rnd(C)
@@ -209,22 +216,21 @@ def build(op: Op, case: dict):
             w = -w
         t["weight"], t["bias"] = w, 0.3 * rnd(C)
     if case["activation"] == "prelu":
-        t["slope"] = 0.05 + 0.3 * torch.rand(case["slope_count"], generator=g, dtype=torch.float64)
+        t["slope"] = 0.05 + 0.3 * torch.rand(case["slope_count"], generator=g, dtype=torch.float64).to(dev)
     if op.residual:
         t["residual"] = arrange(rnd(*shape).to(dt), case["residual_form"])
     for k in ("weight", "bias", "slope"):
         if k in t:
             t[k] = arrange(t[k].to(torch.float32 if dt != torch.float64 else dt), case["param_form"])
-    t = {k: v.to(dev) for k, v in t.items()}
     acc = torch.float64 if dt == torch.float64 else torch.float32
     a = dict(training=case["training"], activation=case["activation"], negative_slope=case["negative_slope"],
              running_mean=None, running_var=None)
     if case["track"]:
-        a["running_mean"] = (0.3 * rnd(C)).to(acc).to(dev)
+        a["running_mean"] = (0.3 * rnd(C)).to(acc)
         a["running_var"] = (0.5 + torch.rand(C, generator=g, dtype=torch.float64)).to(acc).to(dev)
-    case["grad"] = gradient(shape, dt, case["grad_form"], g).to(dev)
+    case["grad"] = gradient(shape, dt, case["grad_form"], g, dev)
     case["x"] = t["x"]
-    case["second"] = {k: rnd(*v.shape).to(dev) for k, v in t.items()}  # double backward's weights
+    case["second"] = {k: rnd(*v.shape) for k, v in t.items()}  # double backward's weights
     return t, a
 
 
@@ -295,11 +301,12 @@ def compare(got, truth, what):
             close(seconds.get(k, torch.zeros_like(v)), v, TOL64, f"{what} second-order grad {k}")
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
 @bounded(120)
 @given(data=st.data())
-def test_float64_forward_backward(op, data):
-    check_float64(op, data.draw(cases(op)), double_backward=False)
+def test_float64_forward_backward(op, device, data):
+    check_float64(op, data.draw(cases(op, device=device)), double_backward=False)
 
 
 @pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
@@ -326,11 +333,22 @@ def test_low_precision_within_twice_stock_error(op, data, dtype):
     stock_wrong = any(known(op, case) for known in STOCK_DEFECTS)
     pairs = [("output", fused[0], stock[0], truth[0])]
     pairs += [(f"grad {k}", fused[1][k], stock[1][k], v) for k, v in truth[1].items() if v is not None]
+    # A normalization's input gradient is rounding noise times invstd where the exact one nearly cancels (a plane
+    # of two values: exactly 0): any float computation of it errs by ulps of invstd * |grad|, stock included.
+    invstd = 1.0
+    if not isinstance(op, BiasAct) and case["training"]:
+        dims = [0] + list(range(2, t64["x"].dim())) if isinstance(op, BatchNormAct) else list(range(2, t64["x"].dim()))
+        invstd = (t64["x"].var(dims, unbiased=False) + EPS).rsqrt().max().item()
     for name, f, s, e in pairs:
         scale = e.abs().max().item() if e.numel() else 0.0
+        if name == "grad x":
+            scale = max(scale, invstd * grad.abs().max().item())
+        elif name != "output":  # a parameter's gradient sums over the batch: rounding grows with sqrt(terms)
+            scale = max(scale, math.sqrt(case["x"].numel()))
         if stock_wrong and name != "output":
             # stock is no yardstick here: a few rounding steps per sqrt(values summed)
-            close(f, e, 16 * ULP[dtype] * math.sqrt(max(1, case["x"].numel())), f"{what} {name}")
+            tol = 16 * ULP[dtype] * math.sqrt(max(1, case["x"].numel())) * max(1.0, scale)
+            assert max_error(f, e) <= tol, f"{what} {name}: error {max_error(f, e):.3g} > {tol:.3g}"
             continue
         within_stock(max_error(f, e), max_error(s, e), dtype, scale, f"{what} {name}")
 
