@@ -1,6 +1,8 @@
-"""Every private PyTorch API pygan relies on, in one place: when a torch release moves one, this is the file to fix.
+"""Every private PyTorch API pygan relies on, and every stock behaviour pygan mirrors that differs between the torch
+releases it supports (docs/build.md, "Supported torch versions"), in one place: when a torch release moves one, this
+is the file to fix.
 
-Each is used for speed or for reading real data past a tracing mode; none changes what is computed.
+The private APIs are used for speed or for reading real data past a tracing mode; none changes what is computed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from torch._prims_common import suggest_memory_format  # noqa: F401  (re-exporte
 from torch._subclasses.fake_tensor import is_fake
 
 __all__ = ["suggest_memory_format", "below_autograd", "dispatch_mode_active", "outside_dispatch_modes",
-           "tracing", "has_kernel_for"]
+           "tracing", "has_kernel_for", "batch_norm_eps_error"]
 
 
 def below_autograd():
@@ -45,3 +47,28 @@ def tracing(*tensors) -> bool:
 def has_kernel_for(qualified_op: str, dispatch_key: str) -> bool:
     """Whether the operator (e.g. 'pygan::bias_act') has a kernel registered for the dispatch key ('CPU', 'CUDA')."""
     return torch._C._dispatch_has_kernel_for_dispatch_key(qualified_op, dispatch_key)
+
+
+def _stock_batch_norm_allows_eps_zero_in_eval() -> bool:
+    # Probed rather than keyed on a version number: the rule changed between torch 2.11 and 2.13.
+    try:
+        torch.nn.functional.batch_norm(torch.ones(2, 1), torch.zeros(1), torch.ones(1), training=False, eps=0.0)
+    except ValueError:
+        return False
+    return True
+
+
+_EPS_ZERO_IN_EVAL = _stock_batch_norm_allows_eps_zero_in_eval()
+
+
+def batch_norm_eps_error(eps: float, training: bool) -> str | None:
+    """The message of the ValueError that the installed torch's torch.nn.functional.batch_norm raises for this eps,
+    or None where it accepts it. torch >= 2.13: eps > 0 in training, eps >= 0 in evaluation; torch 2.11: eps > 0
+    in both modes, one message for both."""
+    if not _EPS_ZERO_IN_EVAL:
+        return None if eps > 0 else f"batch_norm eps must be positive, but got {eps}"
+    if training and eps <= 0:
+        return f"batch_norm eps must be positive during training, but got {eps}"
+    if not training and eps < 0:
+        return f"batch_norm eps must be non-negative, but got {eps}"
+    return None

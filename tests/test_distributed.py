@@ -1,8 +1,11 @@
 """Synchronized fused BatchNorm across processes (CPU, gloo, 2 spawned ranks) against one process on the
 concatenated batch, in float64."""
 
+import gc
 import json
 import os
+import re
+import traceback
 
 import numpy as np
 
@@ -12,6 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import pygan
+from pygan._compat import batch_norm_eps_error
 from pygan.nn import BatchNormAct2d, convert_sync_batch_norm_act
 from pygan.ops.sync_batch_norm_act import merge_statistics
 
@@ -42,6 +46,24 @@ def _module(C, activation, affine, sync):
 
 def _grads(m):
     return [p.grad for p in m.parameters()]
+
+
+def _in_group(rank, world, init_file, body, *args):
+    """body(*args) on this rank of a gloo group of `world` ranks, the group destroyed only after body's frame (and
+    with it every DistributedDataParallel module) is gone: a DDP Reducer that holds the last reference to a Gloo
+    group destroys it with the GIL held, waiting for the group's worker thread, which may itself wait for the GIL to
+    free a finished collective's tensors (a deadlock at teardown, seen with torch 2.11 on a loaded machine)."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    error = None
+    try:
+        body(*args)
+    except Exception:  # noqa: BLE001
+        error = traceback.format_exc()  # the text only: the traceback's frames would keep body's modules alive
+    torch._dynamo.reset()  # compiled code keeps the modules it was traced from
+    gc.collect()
+    dist.destroy_process_group()
+    if error is not None:
+        raise RuntimeError(f"rank {rank}:\n{error}")
 
 
 def _worker(rank, world, init_file):
@@ -141,27 +163,27 @@ def _net(dtype):
 
 
 def _ddp_worker(rank, world, init_file):
+    _in_group(rank, world, init_file, _ddp_train, rank, world)
+
+
+def _ddp_train(rank, world):
     # a user's own DDP script: convert, wrap, train; every rank ends with the parameters and statistics of one
     # process training on the concatenated batch
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        for dtype, tol in ((torch.float64, {}), (torch.float32, dict(atol=1e-5, rtol=1e-4))):
-            net = torch.nn.parallel.DistributedDataParallel(convert_sync_batch_norm_act(_net(dtype)))
-            ref = _net(dtype)
-            opt, ref_opt = (torch.optim.SGD(m.parameters(), lr=0.1) for m in (net, ref))
-            g = torch.Generator().manual_seed(3)
-            for _ in range(3):
-                x = torch.randn(4 * world, 3, 6, 5, generator=g, dtype=dtype)
-                t = torch.randn(4 * world, 2, 6, 5, generator=g, dtype=dtype)
-                mine = slice(4 * rank, 4 * rank + 4)
-                for model, o, xs, ts in ((net, opt, x[mine], t[mine]), (ref, ref_opt, x, t)):
-                    o.zero_grad()
-                    torch.nn.functional.mse_loss(model(xs), ts).backward()
-                    o.step()
-            for a, b in zip(net.module.state_dict().values(), ref.state_dict().values()):
-                torch.testing.assert_close(a, b, **tol)
-    finally:
-        dist.destroy_process_group()
+    for dtype, tol in ((torch.float64, {}), (torch.float32, dict(atol=1e-5, rtol=1e-4))):
+        net = torch.nn.parallel.DistributedDataParallel(convert_sync_batch_norm_act(_net(dtype)))
+        ref = _net(dtype)
+        opt, ref_opt = (torch.optim.SGD(m.parameters(), lr=0.1) for m in (net, ref))
+        g = torch.Generator().manual_seed(3)
+        for _ in range(3):
+            x = torch.randn(4 * world, 3, 6, 5, generator=g, dtype=dtype)
+            t = torch.randn(4 * world, 2, 6, 5, generator=g, dtype=dtype)
+            mine = slice(4 * rank, 4 * rank + 4)
+            for model, o, xs, ts in ((net, opt, x[mine], t[mine]), (ref, ref_opt, x, t)):
+                o.zero_grad()
+                torch.nn.functional.mse_loss(model(xs), ts).backward()
+                o.step()
+        for a, b in zip(net.module.state_dict().values(), ref.state_dict().values()):
+            torch.testing.assert_close(a, b, **tol)
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
@@ -193,7 +215,7 @@ def test_sync_module_without_a_process_group_is_the_plain_module():
     torch.testing.assert_close(synced.running_var, plain.running_var)
     with pytest.raises(RuntimeError, match="torch.distributed is not initialized"):
         pygan.ops.sync_batch_norm_act(x, None, None)
-    with pytest.raises(ValueError, match="batch_norm eps must be positive during training, but got 0.0"):
+    with pytest.raises(ValueError, match=re.escape(batch_norm_eps_error(0.0, True))):
         pygan.ops.sync_batch_norm_act(x, None, None, eps=0.0)  # the local op's check, before any collective
 
 
@@ -225,23 +247,23 @@ def _tiny(out, **kw):
 
 
 def _train_worker(rank, world, init_file, out, kw):
+    _in_group(rank, world, init_file, _train_two_ranks, rank, world, out, kw)
+
+
+def _train_two_ranks(rank, world, out, kw):
     from pygan.dcgan import DCGANTrainer as Trainer
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        tr = Trainer(_tiny(out, **kw))
-        assert tr.world_size == world and tr.is_main == (rank == 0)
-        assert tr.my_slice == slice(4 * rank, 4 * rank + 4)  # half of the global batch of 8 each
-        tr.train()
-        # every rank holds the same model, running statistics included: BatchNorm is synchronized in G and D
-        assert all(any(getattr(m, "sync", False) for m in net.modules()) for net in (tr.G, tr.D))
-        same = list(tr.G.state_dict().values()) + list(tr.D.state_dict().values())
-        for p in same:
-            everyone = [torch.empty_like(p) for _ in range(world)]
-            dist.all_gather(everyone, p.detach())
-            assert all(torch.equal(everyone[0], q) for q in everyone[1:])
-    finally:
-        dist.destroy_process_group()
+    tr = Trainer(_tiny(out, **kw))
+    assert tr.world_size == world and tr.is_main == (rank == 0)
+    assert tr.my_slice == slice(4 * rank, 4 * rank + 4)  # half of the global batch of 8 each
+    tr.train()
+    # every rank holds the same model, running statistics included: BatchNorm is synchronized in G and D
+    assert all(any(getattr(m, "sync", False) for m in net.modules()) for net in (tr.G, tr.D))
+    same = list(tr.G.state_dict().values()) + list(tr.D.state_dict().values())
+    for p in same:
+        everyone = [torch.empty_like(p) for _ in range(world)]
+        dist.all_gather(everyone, p.detach())
+        assert all(torch.equal(everyone[0], q) for q in everyone[1:])
 
 
 def _assert_same_training(two: dict, one: dict, start: dict) -> None:
@@ -298,19 +320,19 @@ def _sr_config(out, data):
 
 
 def _sr_worker(rank, world, init_file, out, data):
+    _in_group(rank, world, init_file, _train_sr_two_ranks, rank, world, out, data)
+
+
+def _train_sr_two_ranks(rank, world, out, data):
     from pygan.sr import SRTrainer
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        tr = SRTrainer(_sr_config(out, data))
-        assert tr.my_slice == slice(2 * rank, 2 * rank + 2)
-        tr.train()
-        for p in list(tr.G.state_dict().values()) + list(tr.D.state_dict().values()):
-            everyone = [torch.empty_like(p) for _ in range(world)]
-            dist.all_gather(everyone, p)
-            assert all(torch.equal(everyone[0], q) for q in everyone[1:])
-    finally:
-        dist.destroy_process_group()
+    tr = SRTrainer(_sr_config(out, data))
+    assert tr.my_slice == slice(2 * rank, 2 * rank + 2)
+    tr.train()
+    for p in list(tr.G.state_dict().values()) + list(tr.D.state_dict().values()):
+        everyone = [torch.empty_like(p) for _ in range(world)]
+        dist.all_gather(everyone, p)
+        assert all(torch.equal(everyone[0], q) for q in everyone[1:])
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")

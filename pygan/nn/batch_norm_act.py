@@ -98,7 +98,10 @@ class _BatchNormAct(_NormBase):
     def extra_repr(self) -> str:
         fixed = activations.get(self.activation).slope == "fixed"
         act = self.activation + (f"({self.negative_slope})" if fixed else "")
-        return super().extra_repr() + f", activation={act}" + (", sync=True" if self.sync else "")
+        stock = super().extra_repr()
+        if "bias=" not in stock:  # torch 2.11's lists no bias (it has no bias=False): as newer releases write it
+            stock = stock.replace(f"affine={self.affine}", f"affine={self.affine}, bias={self.bias is not None}", 1)
+        return stock + f", activation={act}" + (", sync=True" if self.sync else "")
 
 
 class BatchNormAct1d(_BatchNormAct):

@@ -116,7 +116,7 @@ class _ConvBNAct(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.training or self.bn.running_mean is None:
             return self.bn(self._conv(x, self.conv.weight, self.conv.bias))
-        check_batch_norm_args(x.shape, False, self.bn.eps)  # eps >= 0, as the stock BatchNorm2d checks in eval
+        check_batch_norm_args(x.shape, False, self.bn.eps, as_stock=True)  # eps, as stock BatchNorm2d in eval
         weight, bias = self.folded()
         bn = self.bn
         return bias_act(self._conv(x, weight, None), bias, bn.activation, bn.negative_slope, bn.slope)

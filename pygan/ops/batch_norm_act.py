@@ -44,7 +44,7 @@ def batch_norm_act(
     and bfloat16 (statistics in float32), contiguous or channels_last; the output keeps the memory format.
     """
     activations.get(activation, "batch_norm_act")
-    check_batch_norm_args(input.size(), training, eps)
+    check_batch_norm_args(input.size(), training, eps, as_stock=True)
     args = (input, weight, bias, running_mean, running_var, slope, bool(training), float(eps), activation,
             float(negative_slope))
     kernels = _ext.has_kernel(OP, input.device.type)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pygan._compat import batch_norm_eps_error
 from pygan.ops import activations
 from pygan.ops.reference import acc_dtype
 
@@ -43,17 +44,23 @@ def fake_slope_grad(saved: Tensor, activation: str, slope: Tensor | None) -> Ten
     return saved.new_empty((0,), dtype=acc_dtype(saved.dtype))
 
 
-def check_batch_norm_args(size: torch.Size, training: bool, eps: float, batch: bool = True) -> None:
-    """torch.nn.functional.batch_norm's checks, in its order, with its exception type and messages (the C++ op
-    makes the same ones): in training, more than one value per channel (none is fine: an empty batch) unless
-    batch=False, and eps > 0; otherwise eps >= 0."""
+def check_batch_norm_args(size: torch.Size, training: bool, eps: float, batch: bool = True, *,
+                          as_stock: bool = False) -> None:
+    """torch.nn.functional.batch_norm's checks, in its order, with its exception type and messages: in training,
+    more than one value per channel (none is fine: an empty batch) unless batch=False; then eps. The eps rule is
+    the C++ op's (eps > 0 in training, eps >= 0 otherwise: that of torch >= 2.13), or with as_stock=True that of
+    the installed torch (pygan's Python functions and modules, drop-in for the stock ones)."""
     if training and batch:
         count = size[0]
         for s in size[2:]:
             count = count * s
         if count == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {size}")
-    if training and eps <= 0:
+    if as_stock:
+        message = batch_norm_eps_error(eps, training)
+        if message is not None:
+            raise ValueError(message)
+    elif training and eps <= 0:
         raise ValueError(f"batch_norm eps must be positive during training, but got {eps}")
-    if not training and eps < 0:
+    elif not training and eps < 0:
         raise ValueError(f"batch_norm eps must be non-negative, but got {eps}")

@@ -180,7 +180,8 @@ def sync_batch_norm_act(
     activations.get(activation, "sync_batch_norm_act")
     if input.dim() < 2:
         raise ValueError(f"sync_batch_norm_act: input must have shape (N, C, *), got {tuple(input.shape)}")
-    check_batch_norm_args(input.shape, True, eps, batch=False)  # eps; the count is checked over all ranks
+    # eps; the count is checked over all ranks
+    check_batch_norm_args(input.shape, True, eps, batch=False, as_stock=True)
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("sync_batch_norm_act: torch.distributed is not initialized (call "
                            "torch.distributed.init_process_group, e.g. under torchrun)")
