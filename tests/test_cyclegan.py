@@ -162,6 +162,7 @@ def test_cli_train_eval_translate_and_errors(tmp_path, capsys):
     assert Image.open(tmp_path / "t" / "0_a2b.png").size == (16, 16)
     capsys.readouterr()
     assert main(["translate", ckpt, str(tmp_path / "nope.png")]) == 2
+    assert not os.path.exists("translated")  # the default output folder: not created for a failed call
     assert "image not found" in capsys.readouterr().err
     other = tmp_path / "other.pt"
     torch.save({"format": "pygan-dcgan-checkpoint-v1"}, other)

@@ -236,6 +236,7 @@ def test_cli_train_eval_segment_and_errors(tmp_path, capsys):
     assert Image.open(tmp_path / "seg" / "s1_overlay.png").size == (24, 20)
     capsys.readouterr()
     assert main(["segment", ckpt, str(tmp_path / "nope.png")]) == 2
+    assert not os.path.exists("segmented")  # the default output folder: not created for a failed call
     err = capsys.readouterr().err
     assert "image not found" in err and len(err.strip().splitlines()) == 1
     other = tmp_path / "other.pt"

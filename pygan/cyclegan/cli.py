@@ -52,10 +52,11 @@ def _translate(a) -> int:
 
     G, ckpt = load_generators(a.checkpoint)
     size = ckpt["config"]["size"]
+    missing = [p for p in a.images if not os.path.isfile(p)]
+    if missing:  # before the output folder exists: a failed call leaves nothing behind
+        raise CLIError(f"image not found: {missing[0]}")
     os.makedirs(a.out, exist_ok=True)
     for path in a.images:
-        if not os.path.isfile(path):
-            raise CLIError(f"image not found: {path}")
         x = torch.from_numpy(open_image(path, size, G.a2b.channels) / 127.5 - 1).float()[None]
         y = translate(getattr(G, a.direction), x)
         out = os.path.join(a.out, os.path.splitext(os.path.basename(path))[0] + f"_{a.direction}.png")

@@ -56,10 +56,11 @@ def _segment(a) -> int:
     S, _, ckpt = load_models(a.checkpoint)
     size, m = ckpt["config"]["size"], 2 ** S.depth
     pal = palette()
+    missing = [p for p in a.images if not os.path.isfile(p)]
+    if missing:  # before the output folder exists: a failed call leaves nothing behind
+        raise CLIError(f"image not found: {missing[0]}")
     os.makedirs(a.out, exist_ok=True)
     for path in a.images:
-        if not os.path.isfile(path):
-            raise CLIError(f"image not found: {path}")
         try:
             with Image.open(path) as im:
                 im = im.convert("L" if S.channels == 1 else "RGB")
