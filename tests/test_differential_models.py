@@ -24,7 +24,6 @@ from torch import nn
 import pygan
 from pygan.nn import conv_bn_act
 from pygan.nn.convert import activation_module
-from pygan.ops import activations
 
 from differential import DENSE_FORMS, GRAD_FORMS, arrange, bounded, close, describe, gradient
 
