@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from differential import DENSE_FORMS, GRAD_FORMS, arrange, bounded, close, describe, gradient, shapes
 from pygan.ops import activations
+from pygan.ops.batch_norm_act import can_recover_from_output
 
 EPS = 1e-5
 
@@ -38,12 +39,10 @@ def _args(case):
     return x, w, b, slope, r, grad
 
 
-def _saved_is_output(case, ops, w, b, slope):
-    """Ask for the output-saving backward only where the op would use it (an invertible activation)."""
-    act = activations.get(case["activation"])
-    return (case["saved_is_output"] and act.invertible != "never"
-            and (act.invertible == "always" or case["negative_slope"] > 0 or act.slope == "learned")
-            and (w is None or bool((w.abs() > 0.1).all())))
+def _saved_is_output(case, w, b, slope) -> bool:
+    """The output-saving backward where drawn and where the ops would take it themselves."""
+    return case["saved_is_output"] and can_recover_from_output(case["activation"], case["negative_slope"], w, b,
+                                                               slope, torch.float64)
 
 
 def run_op(ops, case):
@@ -51,18 +50,18 @@ def run_op(ops, case):
     act, neg = case["activation"], case["negative_slope"]
     if case["op"] == "bias_act":
         y = ops.bias_act(x, b, slope, act, neg)
-        s_out = _saved_is_output(case, ops, None, None, slope) and act not in ("tanh", "sigmoid", "relu")
+        s_out = _saved_is_output(case, None, None, slope)
         return [y, *ops.bias_act_backward(grad, y if s_out else x, s_out, b, slope, act, neg)]
     if case["op"] == "batch_norm_act":
         C = x.shape[1]
         training = case["training"] and x.numel() // C > 1
         rm, rv = torch.zeros(C, dtype=torch.float64), torch.ones(C, dtype=torch.float64) * 1.5
         y, mean, invstd = ops.batch_norm_act(x, w, b, rm, rv, slope, training, EPS, act, neg)
-        s_out = _saved_is_output(case, ops, w, b, slope) and act not in ("tanh", "sigmoid", "relu")
+        s_out = _saved_is_output(case, w, b, slope)
         return [y, mean, invstd, *ops.batch_norm_act_backward(grad, y if s_out else x, s_out, w, b, slope, mean,
                                                               invstd, training, act, neg)]
     y, mean, invstd = ops.instance_norm_act(x, w, b, r, slope, EPS, act, neg)
-    s_out = r is None and _saved_is_output(case, ops, w, b, slope) and act not in ("tanh", "sigmoid", "relu")
+    s_out = r is None and _saved_is_output(case, w, b, slope)
     return [y, mean, invstd, *ops.instance_norm_act_backward(grad, y if s_out else x, s_out, r, w, b, slope, mean,
                                                              invstd, case["training"], act, neg)]
 
