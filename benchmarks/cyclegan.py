@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, saved_tensor_bytes
 from pygan.cyclegan.models import Discriminators, Generators
 from pygan.losses import discriminator_loss, generator_loss
+from pygan.training import frozen
 
 CYCLE, IDENTITY = 10.0, 0.5
 
@@ -48,12 +49,11 @@ def _iteration(G, D, a, b, g_adv, d_loss):
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
 
     def run():
-        D.requires_grad_(False)
-        loss, out = _g_loss(G, D, a, b, g_adv)
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_g.step()
-        D.requires_grad_(True)
+        with frozen(D):
+            loss, out = _g_loss(G, D, a, b, g_adv)
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_g.step()
         ra, rb = D(a, b)
         fa, fb = D(out["fake_a"].detach(), out["fake_b"].detach())
         loss = d_loss(ra, fa) + d_loss(rb, fb)
@@ -64,11 +64,8 @@ def _iteration(G, D, a, b, g_adv, d_loss):
 
 
 def _g_step_saved(G, D, a, b, g_adv) -> int:
-    D.requires_grad_(False)
-    try:
+    with frozen(D):
         return saved_tensor_bytes(lambda: _g_loss(G, D, a, b, g_adv))
-    finally:
-        D.requires_grad_(True)
 
 
 def cases(device: str, quick: bool) -> list[Case]:

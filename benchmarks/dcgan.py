@@ -22,6 +22,7 @@ from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Ca
 from pygan.losses import discriminator_loss, generator_loss, gradient_penalty
 from pygan.dcgan.models import DCGANDiscriminator, DCGANGenerator
 from pygan.ops.recompute import recompute_relu_outputs
+from pygan.training import frozen
 
 bna_module = importlib.import_module("pygan.ops.batch_norm_act")  # the module (pygan.ops.batch_norm_act is the function)
 
@@ -90,13 +91,12 @@ def _wgan_gp_iteration(G, D, real, z, critic_loss, g_loss, g_context=contextlib.
         opt_d.zero_grad(set_to_none=True)
         loss.backward()
         opt_d.step()
-        D.requires_grad_(False)
-        with g_context():
-            loss = g_loss(D(G(z)))
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_g.step()
-        D.requires_grad_(True)
+        with frozen(D):
+            with g_context():
+                loss = g_loss(D(G(z)))
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_g.step()
     return run
 
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, saved_tensor_bytes
 from pygan.losses import discriminator_loss, generator_loss
 from pygan.segmentation.models import Adversary, Segmenter
+from pygan.training import frozen
 
 ADV_WEIGHT = 0.1
 
@@ -48,12 +49,11 @@ def _iteration(S, D, x, y, onehot, g_adv, d_loss):
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
 
     def run():
-        D.requires_grad_(False)
-        loss, probs = _s_loss(S, D, x, y, g_adv)
-        opt_s.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_s.step()
-        D.requires_grad_(True)
+        with frozen(D):
+            loss, probs = _s_loss(S, D, x, y, g_adv)
+            opt_s.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_s.step()
         n = x.shape[0]
         d = D(torch.cat([x, x]), torch.cat([onehot, probs.detach()]))
         loss = d_loss(d[:n], d[n:])
@@ -64,11 +64,8 @@ def _iteration(S, D, x, y, onehot, g_adv, d_loss):
 
 
 def _s_step_saved(S, D, x, y, g_adv) -> int:
-    D.requires_grad_(False)
-    try:
+    with frozen(D):
         return saved_tensor_bytes(lambda: _s_loss(S, D, x, y, g_adv))
-    finally:
-        D.requires_grad_(True)
 
 
 def cases(device: str, quick: bool) -> list[Case]:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, saved_tensor_bytes
 from pygan.text2image.losses import gan_cls_d_loss, gan_int_g_loss
 from pygan.text2image.models import MatchingDiscriminator, TextGenerator
+from pygan.training import frozen
 
 TEXT_DIM = 64
 
@@ -48,23 +49,19 @@ def _iteration(G, D, x, z, h, h_wrong, h_int, d_loss, g_loss):
         opt_d.zero_grad(set_to_none=True)
         loss.backward()
         opt_d.step()
-        D.requires_grad_(False)
-        s = D(fake, h_all)
-        loss = g_loss(s[:b], s[b:])
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_g.step()
-        D.requires_grad_(True)
+        with frozen(D):
+            s = D(fake, h_all)
+            loss = g_loss(s[:b], s[b:])
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_g.step()
     return run
 
 
 def _g_step_saved(G, D, z, h_all, g_loss) -> int:
     b = z.shape[0] // 2
-    D.requires_grad_(False)
-    try:
+    with frozen(D):
         return saved_tensor_bytes(lambda: g_loss(*D(G(z, h_all), h_all).split(b)))
-    finally:
-        D.requires_grad_(True)
 
 
 def cases(device: str, quick: bool) -> list[Case]:

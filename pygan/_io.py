@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -76,6 +77,12 @@ def cache_root() -> str:
 def atomic_torch_save(obj, path: str) -> None:
     with atomic_path(path, ".pt") as tmp:
         torch.save(obj, tmp)
+
+
+def write_json(path: str, obj) -> None:
+    """`obj` as indented JSON at `path`, written atomically."""
+    with atomic_path(path, ".json") as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
 
 
 def image_grid(images: Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:

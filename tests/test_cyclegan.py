@@ -7,9 +7,10 @@ import torch
 from PIL import Image
 
 from pygan.cli import main
-from pygan.cyclegan import (CycleGANConfig, CycleGANTrainer, Discriminators, Generators, ImagePool, embedded_digits,
+from pygan.cyclegan import (CycleGANConfig, CycleGANTrainer, Discriminators, Generators, embedded_digits,
                             load_domains, restyle)
 from pygan.data import DataError
+from pygan.parts import ImagePool
 
 
 def tiny(tmp_path, **kw) -> CycleGANConfig:
@@ -75,7 +76,7 @@ def test_resume_is_exact(tmp_path):
     straight.train()
     first = CycleGANTrainer(tiny(tmp_path / "b", steps=4))  # interrupted after its second step
     for _ in range(2):
-        first.log(first.train_step())
+        first.log(first.iteration())
     path = first.save_checkpoint()
     resumed = CycleGANTrainer.resume(path)
     resumed.train()
@@ -101,11 +102,12 @@ def test_image_pool():
 
 
 def test_learning_rate_schedule(tmp_path):
-    tr = CycleGANTrainer(tiny(tmp_path, steps=10, decay_start=0.5, lr=1e-3))
+    tr = CycleGANTrainer(tiny(tmp_path, steps=10, decay_start=0.5, lr_g=1e-3, lr_d=1e-3))
     rates = []
-    for s in range(10):
-        tr.step = s
-        rates.append(tr.learning_rate())
+    for _ in range(10):
+        rec = tr.iteration()
+        assert tr.opt_g.param_groups[0]["lr"] == tr.opt_d.param_groups[0]["lr"] == rec["lr"]
+        rates.append(rec["lr"])
     assert rates[:5] == [1e-3] * 5
     assert all(a > b for a, b in zip(rates[4:], rates[5:])) and rates[-1] > 0
     assert abs(rates[5] - 1e-3 * 5 / 6) < 1e-12

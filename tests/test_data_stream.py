@@ -177,7 +177,7 @@ def test_cyclegan_streams_both_domains_and_resumes_exactly(tmp_path):
     full.train()
     first = CycleGANTrainer(config("part"))  # interrupted after its second step (the lr schedule needs steps=4)
     for _ in range(2):
-        first.log(first.train_step())
+        first.log(first.iteration())
     path = first.save_checkpoint()
     first.a.close()
     first.b.close()
@@ -196,7 +196,7 @@ def test_sr_streams_hr_crops_and_resumes_exactly(tmp_path):
 
     def config(out, **kw):
         base = dict(data=root, out=str(tmp_path / out), scale=2, hr_crop=16, width=4, blocks=1, d_width=2,
-                    pretrain_steps=2, gan_steps=2, batch_size=2, log_every=1, sample_every=100, checkpoint_every=2,
+                    steps=4, pretrain_steps=2, batch_size=2, log_every=1, sample_every=100, checkpoint_every=2,
                     eval=False, progress=False, device="cpu", data_mode="stream", workers=1)
         return SRConfig(**{**base, **kw})
 
@@ -208,7 +208,7 @@ def test_sr_streams_hr_crops_and_resumes_exactly(tmp_path):
     full.train()
     first = SRTrainer(config("part"))  # interrupted after its second step
     for _ in range(2):
-        first.log(first.train_step())
+        first.log(first.iteration())
     path = first.save_checkpoint()
     first.stream.close()
     resumed = SRTrainer.resume(path, out=str(tmp_path / "r"), workers=0)

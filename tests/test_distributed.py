@@ -315,7 +315,7 @@ def _sr_config(out, data):
     from pygan.sr import SRConfig
 
     return SRConfig(data=str(data), out=str(out), scale=2, hr_crop=16, width=4, blocks=1, d_width=2,
-                         pretrain_steps=2, gan_steps=2, batch_size=4, log_every=1, sample_every=2,
+                         steps=4, pretrain_steps=2, batch_size=4, log_every=1, sample_every=2,
                          checkpoint_every=2, eval=False, progress=False, device="cpu")
 
 
@@ -355,6 +355,6 @@ def test_sr_trainer_on_two_ranks_equals_one_process(tmp_path):
     assert sum("precision" not in r for r in map(json.loads, open(two / "log.jsonl"))) == 4
     ck_two, ck_one = read_checkpoint(str(two / "checkpoint.pt")), read_checkpoint(str(tmp_path / "one" / "checkpoint.pt"))
     _assert_same_training(_states(ck_two), _states(ck_one), start)
-    resumed = SRTrainer.resume(str(two / "checkpoint.pt"), out=str(tmp_path / "resumed"), gan_steps=3)
+    resumed = SRTrainer.resume(str(two / "checkpoint.pt"), out=str(tmp_path / "resumed"), steps=5)
     assert resumed.step == 4 and resumed.world_size == 1
     resumed.train()

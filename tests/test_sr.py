@@ -12,7 +12,7 @@ from pygan.cli import main
 from pygan.data import DataError
 from pygan.fuse import fold_bn
 from pygan.sr import SRConfig, SRTrainer, psnr, receptive_radius, read_checkpoint, rgb_to_y, ssim, upscale
-from pygan.sr.models import ResidualBlock, SRDiscriminator, SRResNet, icnr_
+from pygan.sr.models import SRResidualBlock, SRDiscriminator, SRResNet, icnr_
 from pygan.sr.data import PairSampler, load_pairs, make_lr, read_image
 from pygan.sr.vgg import VGGFeatureLoss, VGGWeightsMissing
 
@@ -58,7 +58,7 @@ def test_bicubic_skip_adds_the_bicubic_upscaling():
 
 def test_residual_block_matches_stock_modules():
     blk = _randomize_bn(SRResNet(2, 3, width=6, blocks=1)).body[0]
-    assert list(blk.state_dict()) == list(ResidualBlock(6, fused=False).state_dict())  # the stock block's keys
+    assert list(blk.state_dict()) == list(SRResidualBlock(6, fused=False).state_dict())  # the stock block's keys
     # the stock computation, written out with torch.nn modules carrying the block's weights
     b = blk.body
     conv1, conv2 = torch.nn.Conv2d(6, 6, 3, 1, 1, bias=False), torch.nn.Conv2d(6, 6, 3, 1, 1, bias=False)
@@ -243,7 +243,7 @@ def test_data_errors(tmp_path):
 # ---------------------------------------------------------------- trainer
 def tiny(tmp_path, data, **kw) -> SRConfig:
     base = dict(data=str(data), out=str(tmp_path / "run"), scale=2, hr_crop=16, width=4, blocks=1, d_width=2,
-                pretrain_steps=3, gan_steps=3, batch_size=2, log_every=1, sample_every=3, checkpoint_every=2,
+                steps=6, pretrain_steps=3, batch_size=2, log_every=1, sample_every=3, checkpoint_every=2,
                 eval=False, progress=False, device="cpu")
     return SRConfig(**{**base, **kw})
 
@@ -266,21 +266,21 @@ def test_short_run_both_stages(tmp_path):
 
 def test_learning_rate_drops_tenfold_late_in_each_stage(tmp_path):
     _write_images(tmp_path / "imgs")
-    tr = SRTrainer(tiny(tmp_path, tmp_path / "imgs", pretrain_steps=10, gan_steps=4, lr=1e-3))
+    tr = SRTrainer(tiny(tmp_path, tmp_path / "imgs", steps=14, pretrain_steps=10, lr_g=1e-3))
     rates = []
     for step in range(14):
         tr.step = step
-        rates.append(tr.learning_rate())
+        rates.append(1e-3 * tr.rate())
     assert rates == pytest.approx([1e-3] * 8 + [1e-4] * 2 + [1e-3] * 2 + [1e-4] * 2)
 
 
 def test_resume_is_exact(tmp_path):
     _write_images(tmp_path / "imgs")
-    full = SRTrainer(tiny(tmp_path / "a", tmp_path / "imgs", pretrain_steps=2, gan_steps=3))
+    full = SRTrainer(tiny(tmp_path / "a", tmp_path / "imgs", steps=5, pretrain_steps=2))
     full.train()
-    part = SRTrainer(tiny(tmp_path / "b", tmp_path / "imgs", pretrain_steps=2, gan_steps=0))
+    part = SRTrainer(tiny(tmp_path / "b", tmp_path / "imgs", steps=2, pretrain_steps=2))
     part.train()
-    resumed = SRTrainer.resume(str(tmp_path / "b" / "run" / "checkpoint.pt"), gan_steps=3)
+    resumed = SRTrainer.resume(str(tmp_path / "b" / "run" / "checkpoint.pt"), steps=5)
     resumed.train()
     key = [(r["step"], r["loss_g"], r.get("loss_d")) for r in full.history]
     assert key == [(r["step"], r["loss_g"], r.get("loss_d")) for r in resumed.history]
@@ -289,7 +289,7 @@ def test_resume_is_exact(tmp_path):
 def test_evaluation_table_on_held_out_photos(tmp_path):
     pytest.importorskip("skimage")
     _write_images(tmp_path / "imgs")
-    m = SRTrainer(tiny(tmp_path, tmp_path / "imgs", pretrain_steps=1, gan_steps=1, eval=True)).train()
+    m = SRTrainer(tiny(tmp_path, tmp_path / "imgs", steps=2, pretrain_steps=1, eval=True)).train()
     assert m["methods"] == ["bicubic", "SRResNet", "SRGAN"]
     assert [r["image"] for r in m["images"]] == ["chelsea", "flower", "camera", "coins"]
     assert 20 < m["mean"]["bicubic/psnr_y"] < 40  # x2 bicubic on natural photos
@@ -303,7 +303,7 @@ def test_cli_train_upscale_eval(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "srgan", "--data", str(tmp_path / "imgs"), "--out", str(out), "--scale", "2",
                  "--hr-crop", "16", "--width", "4", "--blocks", "1", "--d-width", "2", "--pretrain-steps", "2",
-                 "--gan-steps", "1", "--batch-size", "2", "--no-eval", "--no-progress", "--device", "cpu"]) == 0
+                 "--steps", "3", "--batch-size", "2", "--no-eval", "--no-progress", "--device", "cpu"]) == 0
     ckpt = str(out / "checkpoint.pt")
     assert main(["upscale", ckpt, str(tmp_path / "imgs" / "im0.png"), str(tmp_path / "up.png"), "--tile", "16"]) == 0
     assert Image.open(tmp_path / "up.png").size == (96, 80)
@@ -328,7 +328,7 @@ def test_cli_errors_are_one_line(args, message, capsys):
 def test_cli_upscale_non_image_and_wrong_checkpoint(tmp_path, capsys):
     _write_images(tmp_path / "imgs")
     out = tmp_path / "run"
-    SRTrainer(tiny(tmp_path, tmp_path / "imgs", pretrain_steps=1, gan_steps=0)).train()
+    SRTrainer(tiny(tmp_path, tmp_path / "imgs", steps=1, pretrain_steps=1)).train()
     (tmp_path / "notes.txt").write_text("hello")
     assert main(["upscale", str(out / "checkpoint.pt"), str(tmp_path / "notes.txt"), str(tmp_path / "o.png")]) == 2
     assert "cannot read image" in capsys.readouterr().err

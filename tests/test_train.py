@@ -87,7 +87,7 @@ def test_resume_is_exact(tmp_path, conditional):
 def test_resume_drops_log_lines_past_the_checkpoint(tmp_path):
     tr = Trainer(tiny(tmp_path, steps=4, checkpoint_every=2))
     for _ in range(3):
-        tr.log(tr.train_step())
+        tr.log(tr.iteration())
     tr.step = 2
     tr.save_checkpoint()  # pretend the run died at step 3 after checkpointing step 2
     resumed = Trainer.resume(tr.checkpoint_path)
@@ -106,7 +106,7 @@ def test_atomic_checkpoint_under_failure(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pygan._io.torch, "save", failing_save)
-    tr.train_step()
+    tr.iteration()
     with pytest.raises(KeyboardInterrupt):
         tr.save_checkpoint()
     monkeypatch.undo()

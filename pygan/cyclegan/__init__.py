@@ -3,9 +3,9 @@ digit domains with a known true translation), trainer, evaluation and its comman
 
 from pygan.cyclegan.data import Domains, embedded_digits, load_domains, restyle
 from pygan.cyclegan.evaluate import evaluate, load_generators, read_checkpoint
-from pygan.cyclegan.models import Discriminators, Generators, PatchDiscriminator, ResnetGenerator
-from pygan.cyclegan.trainer import CycleGANConfig, CycleGANTrainer, ImagePool
+from pygan.cyclegan.models import Discriminators, Generators, ResnetGenerator
+from pygan.cyclegan.trainer import CycleGANConfig, CycleGANTrainer
 
 __all__ = ["Domains", "embedded_digits", "load_domains", "restyle", "evaluate", "load_generators",
-           "read_checkpoint", "Discriminators", "Generators", "PatchDiscriminator", "ResnetGenerator",
-           "CycleGANConfig", "CycleGANTrainer", "ImagePool"]
+           "read_checkpoint", "Discriminators", "Generators", "ResnetGenerator",
+           "CycleGANConfig", "CycleGANTrainer"]

@@ -11,21 +11,17 @@ each a mean over the held-out images with a 95% bootstrap interval.
 
 from __future__ import annotations
 
-import json
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from pygan._io import atomic_path
-from pygan.training import read_checkpoint as _read_checkpoint
+from pygan.metrics import mean_ci
+from pygan.training import CheckpointFormat
 
-CHECKPOINT_FORMAT = "pygan-cyclegan-checkpoint-v1"
+CHECKPOINT = CheckpointFormat("pygan-cyclegan-checkpoint-v1", "CycleGAN")
+read_checkpoint = CHECKPOINT.read
 CLASSIFIER_EPOCHS = 15
 
-
-def read_checkpoint(path: str) -> dict:
-    return _read_checkpoint(path, CHECKPOINT_FORMAT, "CycleGAN")
 
 
 def load_generators(path: str, device="cpu"):
@@ -34,17 +30,9 @@ def load_generators(path: str, device="cpu"):
 
     ckpt = read_checkpoint(path)
     G = Generators(**ckpt["G_config"])
-    G.load_state_dict(ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"])
+    G.load_state_dict(CHECKPOINT.generator_state(ckpt))
     return G.to(device).eval(), ckpt
 
-
-def mean_ci(values: Tensor, n_boot: int = 1000, seed: int = 0) -> dict:
-    """{'mean', 'ci95'}: the mean of per-image values and its 95% percentile-bootstrap interval."""
-    v = values.double().cpu().numpy()
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return {"mean": float(v.mean()), "ci95": [float(lo), float(hi)]}
 
 
 @torch.no_grad()
@@ -92,10 +80,6 @@ def evaluate(G, domains, n_boot: int = 1000) -> dict:
     G.train(was)
     return out
 
-
-def write_metrics(metrics: dict, path: str) -> None:
-    with atomic_path(path, ".json") as tmp, open(tmp, "w") as f:
-        json.dump(metrics, f, indent=1)
 
 
 def format_metrics(m: dict) -> str:

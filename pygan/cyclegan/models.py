@@ -3,40 +3,22 @@ throughout (affine=False, as the paper's code).
 
 Generator: c7s1-w, d2w, d4w (stride-2 convolutions), `blocks` residual blocks at 4w, two upsamplings (u2w, uw: a
 stride-2 transposed convolution, or with upsample='resize' nearest 2x resize + 3x3 convolution, which avoids the
-checkerboard artefacts of transposed convolutions), c7s1-C, tanh; reflection padding. Discriminator: 4x4
-convolutions C64-C128-C256-C512 (stride 2, 2, 2, 1; no norm on the first; LeakyReLU 0.2) and a 1-channel 4x4
-convolution: one logit per patch (70x70 receptive field with layers=3).
+checkerboard artefacts of transposed convolutions), c7s1-C, tanh; reflection padding. Discriminator: the shared
+PatchGAN (pygan.parts), one per domain.
 
-Each norm + activation is `norm_act`: pygan's fused instance norm + activation with fused=True, the stock
-nn.InstanceNorm2d and activation module with fused=False; the state_dicts are the same, so `to_stock()` loads it.
+Each norm + activation is `pygan.nn.instance_norm_act_block`: pygan's fused instance norm + activation with
+fused=True, the stock nn.InstanceNorm2d and activation module with fused=False; the state_dicts are the same, so
+`to_stock()` loads it.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from pygan.nn import FusableModel, InstanceNormAct2d
-from pygan.nn.convert import activation_module
+from pygan.nn import FusableModel, instance_norm_act_block
+from pygan.parts import PatchDiscriminator, gan_init_
 
 UPSAMPLE = ("transpose", "resize")
-
-
-def norm_act(channels: int, activation: str, negative_slope: float = 0.01, fused: bool = True) -> nn.Module:
-    """InstanceNorm2d (affine=False) followed by `activation`: one fused module, or the stock pair."""
-    if fused:
-        return InstanceNormAct2d(channels, activation=activation, negative_slope=negative_slope)
-    if activation == "identity":
-        return nn.InstanceNorm2d(channels)
-    return nn.Sequential(nn.InstanceNorm2d(channels), activation_module(activation, negative_slope))
-
-
-def cyclegan_init_(module: nn.Module) -> None:
-    """The paper's code's init: convolution weights N(0, 0.02), biases 0."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 class ResidualBlock(nn.Module):
@@ -45,9 +27,10 @@ class ResidualBlock(nn.Module):
     def __init__(self, width: int, fused: bool = True):
         super().__init__()
         self.fused = fused
-        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(width, width, 3), norm_act(width, "relu", fused=fused),
+        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(width, width, 3),
+                                  instance_norm_act_block(width, "relu", fused=fused),
                                   nn.ReflectionPad2d(1), nn.Conv2d(width, width, 3))
-        self.norm = norm_act(width, "identity", fused=fused)
+        self.norm = instance_norm_act_block(width, "identity", fused=fused)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.body(x)
@@ -66,9 +49,11 @@ class ResnetGenerator(FusableModel):
         self.config = dict(channels=channels, width=width, blocks=blocks, upsample=upsample, fused=fused)
         self.channels = channels
         w = width
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(channels, w, 7), norm_act(w, "relu", fused=fused)]
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(channels, w, 7),
+                                   instance_norm_act_block(w, "relu", fused=fused)]
         for m in (1, 2):
-            layers += [nn.Conv2d(w * m, w * 2 * m, 3, 2, 1), norm_act(w * 2 * m, "relu", fused=fused)]
+            layers += [nn.Conv2d(w * m, w * 2 * m, 3, 2, 1),
+                       instance_norm_act_block(w * 2 * m, "relu", fused=fused)]
         layers += [ResidualBlock(4 * w, fused) for _ in range(blocks)]
         for m in (4, 2):
             if upsample == "transpose":
@@ -76,40 +61,15 @@ class ResnetGenerator(FusableModel):
             else:
                 layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1),
                            nn.Conv2d(w * m, w * m // 2, 3)]
-            layers.append(norm_act(w * m // 2, "relu", fused=fused))
+            layers.append(instance_norm_act_block(w * m // 2, "relu", fused=fused))
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(w, channels, 7), nn.Tanh()]
         self.main = nn.Sequential(*layers)
-        cyclegan_init_(self)
+        gan_init_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels or x.shape[-1] % 4 or x.shape[-2] % 4:
             raise ValueError(f"ResnetGenerator: input must have shape (N, {self.channels}, H, W) with H and W "
                              f"multiples of 4, got {tuple(x.shape)}")
-        return self.main(x)
-
-
-class PatchDiscriminator(FusableModel):
-    """Images (N, channels, H, W) to patch logits (N, 1, h, w): `layers` stride-2 convolutions after the first."""
-
-    def __init__(self, channels: int = 3, width: int = 64, layers: int = 3, fused: bool = True):
-        super().__init__()
-        self.check_positive(channels=channels, width=width, layers=layers)
-        self.config = dict(channels=channels, width=width, layers=layers, fused=fused)
-        self.channels = channels
-        seq: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]
-        c = width
-        for i in range(1, layers + 1):
-            out = width * min(2 ** i, 8)
-            seq += [nn.Conv2d(c, out, 4, 2 if i < layers else 1, 1), norm_act(out, "leaky_relu", 0.2, fused)]
-            c = out
-        seq.append(nn.Conv2d(c, 1, 4, 1, 1))
-        self.main = nn.Sequential(*seq)
-        cyclegan_init_(self)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"PatchDiscriminator: input must have shape (N, {self.channels}, H, W), "
-                             f"got {tuple(x.shape)}")
         return self.main(x)
 
 

@@ -9,7 +9,6 @@ Every random draw (minibatches, the pools' choices) comes from the checkpointed 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -19,10 +18,11 @@ from torch import Tensor
 from pygan import losses
 from pygan._io import save_grid
 from pygan.cyclegan.data import Domains, load_domains
-from pygan.cyclegan.evaluate import CHECKPOINT_FORMAT, evaluate, write_metrics
+from pygan.cyclegan.evaluate import CHECKPOINT, evaluate
 from pygan.cyclegan.models import UPSAMPLE, Discriminators, Generators
 from pygan.data import BatchSource, DataError
-from pygan.training import DataConfig, TrainerBase, default, option, plot_curves
+from pygan.parts import ImagePool
+from pygan.training import DataConfig, TrainerBase, default, eval_mode, frozen, option
 from pygan.training.schedule import linear_decay
 
 
@@ -42,10 +42,9 @@ class CycleGANConfig(DataConfig):
                                 "digits are never flipped)")
     d_width: int = option(16, "discriminator width (the paper: 64)", ge=1)
     d_layers: int = option(3, "discriminator stride-2 layers (3: 70x70 patches)", ge=1)
-    steps: int = option(1500, "training steps", ge=1)
+    steps: int = default(1500)
     batch_size: int = default(8)
     loss: str = default("least_squares")
-    lr: float = option(2e-4, "Adam learning rate of the generators and the discriminators", gt=0)
     decay_start: float = option(0.5, "the learning rate decays linearly to 0 from this fraction of the steps on",
                                 ge=0, lt=1)
     cycle_weight: float = option(10.0, "weight of the cycle-consistency L1 loss (0: off, the ablation)", ge=0)
@@ -55,10 +54,6 @@ class CycleGANConfig(DataConfig):
                                     ge=0)
     pool_size: int = option(50, "generated images kept per discriminator's history pool (0: no pool)", ge=0)
     ema_decay: float = default(0.0)
-    sample_every: int = default(500)
-    checkpoint_every: int = default(500)
-    grid_size: int = option(8, "images per row of the sample grids", ge=1)
-    eval: bool = option(True, "the embedded domains: score the held-out translations at the end")
 
     def check(self) -> None:
         if self.size % 4:
@@ -68,46 +63,11 @@ class CycleGANConfig(DataConfig):
                              f"(size / 2**d_layers must be >= 3)")
 
 
-class ImagePool:
-    """The last `size` generated images (Shrivastava et al. 2017): each new image is returned as is while the pool
-    fills; then, with probability 1/2, a stored image is returned instead and the new one takes its place."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self.images: Tensor | None = None  # (k, C, H, W), k <= size
-
-    def query(self, x: Tensor, gen: torch.Generator) -> Tensor:
-        if self.size == 0:
-            return x
-        out = []
-        for img in x.detach():
-            img = img[None]
-            n = 0 if self.images is None else self.images.shape[0]
-            if n < self.size:
-                self.images = img.clone() if self.images is None else torch.cat([self.images, img])
-                out.append(img)
-                continue
-            swap = torch.rand((), generator=gen, device=gen.device) < 0.5
-            j = int(torch.randint(0, n, (), generator=gen, device=gen.device))
-            if swap:
-                out.append(self.images[j:j + 1].clone())
-                self.images[j] = img[0]
-            else:
-                out.append(img)
-        return torch.cat(out)
-
-    def state_dict(self) -> dict:
-        return {"size": self.size, "images": None if self.images is None else self.images.cpu()}
-
-    def load_state_dict(self, state: dict, device) -> None:
-        self.size = state["size"]
-        self.images = None if state["images"] is None else state["images"].to(device)
-
-
 class CycleGANTrainer(TrainerBase):
-    checkpoint_format = CHECKPOINT_FORMAT
-    checkpoint_kind = "CycleGAN"
+    checkpoint = CHECKPOINT
     config_class = CycleGANConfig
+    curve_panels = (("generators", {"loss_adv": "adversarial", "loss_cycle": "cycle L1", "loss_identity": "identity L1"}),
+                    ("discriminators ({loss})", {"loss_d_a": "D_A", "loss_d_b": "D_B"}))
 
     def __init__(self, config: CycleGANConfig, dataset: Domains | None = None):
         """`dataset` (optional): a pygan.cyclegan.data.Domains to train on instead of data_a / data_b."""
@@ -125,7 +85,7 @@ class CycleGANTrainer(TrainerBase):
         c = self.a.channels
         self.flip = cfg.flip and (self.domains is None or self.domains.test_a is None)  # digits: never mirrored
         self.setup_pair(Generators(c, cfg.width, cfg.blocks, cfg.upsample, cfg.fused),
-                        Discriminators(c, cfg.d_width, cfg.d_layers, cfg.fused), cfg.lr, cfg.lr)
+                        Discriminators(c, cfg.d_width, cfg.d_layers, cfg.fused), cfg.lr_g, cfg.lr_d)
         self.pool_a, self.pool_b = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)
         # fixed images for the sample grids
         k = min(cfg.grid_size, len(self.a), len(self.b))
@@ -141,11 +101,6 @@ class CycleGANTrainer(TrainerBase):
             raise DataError(f"data_{name} needs at least 2 images, got {len(source)}")
         return source
 
-    def learning_rate(self) -> float:
-        """Constant, then linear decay to 0 from decay_start x steps (a function of the step: exact on resume)."""
-        cfg = self.config
-        return cfg.lr * linear_decay(self.step, cfg.steps, cfg.decay_start)
-
     def _batch(self, source: BatchSource) -> Tensor:
         n = self.config.batch_size
         x, _ = source.next()
@@ -157,16 +112,11 @@ class CycleGANTrainer(TrainerBase):
 
     def train_step(self) -> dict:
         cfg = self.config
-        rate = self.learning_rate()
-        for opt in (self.opt_g, self.opt_d):
-            for group in opt.param_groups:
-                group["lr"] = rate
+        rate = linear_decay(self.step, cfg.steps, cfg.decay_start)
+        self.set_lr(cfg.lr_g * rate, cfg.lr_d * rate)
         real_a, real_b = self._batch(self.a), self._batch(self.b)
-        self.G.train()
-        self.D.train()
         idt = cfg.identity_weight * cfg.cycle_weight
-        self.D.requires_grad_(False)  # G's step needs D's input gradient only
-        try:
+        with frozen(self.D):
             with self.autocast():
                 out = self.g_fwd(real_a, real_b, identity=idt > 0)
                 fake_a, fake_b = out["fake_a"].float(), out["fake_b"].float()
@@ -178,10 +128,7 @@ class CycleGANTrainer(TrainerBase):
                 if idt > 0:
                     identity = F.l1_loss(out["idt_a"].float(), real_a) + F.l1_loss(out["idt_b"].float(), real_b)
                     loss_g = loss_g + idt * identity
-            self.check_finite("generator", loss_g)
-            gnorm_g = self.optimizer_step(loss_g, self.opt_g, self.scaler_g, self.G.parameters())
-        finally:
-            self.D.requires_grad_(True)
+            gnorm_g = self.step_g(loss_g)
 
         # real and pooled fakes in one batch per discriminator (instance norm: per-sample statistics)
         pa, pb = self.pool_a.query(fake_a, self.gen), self.pool_b.query(fake_b, self.gen)
@@ -192,11 +139,8 @@ class CycleGANTrainer(TrainerBase):
             out_a = losses.discriminator_loss(la[:n_a], la[n_a:], cfg.loss)
             out_b = losses.discriminator_loss(lb[:n_b], lb[n_b:], cfg.loss)
             loss_d = out_a.loss + out_b.loss
-        self.check_finite("discriminator", loss_d)
-        gnorm_d = self.optimizer_step(loss_d, self.opt_d, self.scaler_d, self.D.parameters())
-        self.update_ema()
-        self.step += 1
-        rec = {"step": self.step, "lr": rate, "loss_g": float(loss_g.detach()), "loss_adv": float(adv.detach()),
+        gnorm_d = self.step_d(loss_d)
+        rec = {"lr": cfg.lr_g * rate, "loss_g": float(loss_g.detach()), "loss_adv": float(adv.detach()),
                "loss_cycle": float(cycle.detach()), "loss_d_a": float(out_a.loss.detach()),
                "loss_d_b": float(out_b.loss.detach()), "grad_norm_g": gnorm_g, "grad_norm_d": gnorm_d}
         if idt > 0:
@@ -209,20 +153,13 @@ class CycleGANTrainer(TrainerBase):
 
     # ---------------------------------------------------------------- outputs
     @torch.no_grad()
-    def on_sample(self) -> None:
-        """samples/step_*.png: rows x, G(x), F(G(x)) and y, F(y), G(F(y)); and the loss curves."""
+    def save_samples(self, path: str) -> None:
+        """Rows x, G(x), F(G(x)) and y, F(y), G(F(y))."""
         G = self.evaluation_generator
-        was = G.training
-        G.eval()
-        out = G(self.sample_a, self.sample_b, identity=False)
-        G.train(was)
+        with eval_mode(G):
+            out = G(self.sample_a, self.sample_b, identity=False)
         rows = [self.sample_a, out["fake_b"], out["rec_a"], self.sample_b, out["fake_a"], out["rec_b"]]
-        save_grid(torch.cat([r.float() for r in rows]), os.path.join(self.config.out, "samples",
-                                                                     f"step_{self.step:06d}.png"),
-                  nrow=self.sample_a.shape[0], scale=2)
-        plot_curves(os.path.join(self.config.out, "curves.png"), self.history,
-                    [("generators", {"loss_adv": "adversarial", "loss_cycle": "cycle L1", "loss_identity": "identity L1"}),
-                     (f"discriminators ({self.config.loss})", {"loss_d_a": "D_A", "loss_d_b": "D_B"})])
+        save_grid(torch.cat([r.float() for r in rows]), path, nrow=self.sample_a.shape[0], scale=2)
 
     def models_state_dict(self) -> dict:
         return {"pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict()}
@@ -234,6 +171,4 @@ class CycleGANTrainer(TrainerBase):
     def finish(self) -> dict:
         if not (self.config.eval and self.domains is not None and self.domains.test_a is not None):
             return {}
-        metrics = {"step": self.step, **evaluate(self.evaluation_generator, self.domains)}
-        write_metrics(metrics, os.path.join(self.config.out, "metrics.json"))
-        return metrics
+        return self.write_metrics({"step": self.step, **evaluate(self.evaluation_generator, self.domains)})

@@ -3,16 +3,16 @@ weights), the digits metrics of its samples, and the critic's Wasserstein estima
 
 from __future__ import annotations
 
-import json
 
 import torch
 
-from pygan._io import atomic_path
+from pygan._io import write_json
 from pygan.data import ImageData, digits_split, to_float
 from pygan.dcgan.models import DCGANDiscriminator, DCGANGenerator
-from pygan.training import read_checkpoint as _read_checkpoint, recalibrate_batch_norm
+from pygan.training import CheckpointFormat, recalibrate_batch_norm
 
-CHECKPOINT_FORMAT = "pygan-dcgan-checkpoint-v1"
+CHECKPOINT = CheckpointFormat("pygan-dcgan-checkpoint-v1", "DCGAN")
+read_checkpoint = CHECKPOINT.read
 
 
 @torch.no_grad()
@@ -38,8 +38,7 @@ def write_digits_metrics(sample, latent_dim: int, num_classes: int, step: int, d
                          extra: dict | None = None) -> dict:
     """digits_metrics with the step (and `extra`), written (atomically) to `path` as JSON; returned."""
     metrics = {"step": step, **digits_metrics(sample, latent_dim, num_classes, n, device), **(extra or {})}
-    with atomic_path(path, ".json") as tmp, open(tmp, "w") as f:
-        json.dump(metrics, f, indent=1)
+    write_json(path, metrics)
     return metrics
 
 
@@ -141,9 +140,6 @@ def recalibrate_bn(G: DCGANGenerator, num_classes: int, batches: int = 8, batch_
 
     return recalibrate_batch_norm(G, forward, batches)
 
-
-def read_checkpoint(path: str) -> dict:
-    return _read_checkpoint(path, CHECKPOINT_FORMAT, "DCGAN")
 
 
 def load_generator(path: str, ema: bool = True, device: str = "cpu") -> tuple[DCGANGenerator, dict]:

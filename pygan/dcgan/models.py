@@ -22,8 +22,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pygan.nn import BatchNormAct2d, FusableModel, conv_bn_act
-from pygan.ops import bias_act
+from pygan.nn import FusableModel, conv_act, conv_bn_act
+from pygan.parts import gan_init_
 
 SIZES = (16, 32, 64, 128)
 NORMS = ("batch", "layer", "none")
@@ -43,38 +43,12 @@ def _down(cin: int, cout: int, fused: bool) -> nn.Module:
     return conv_bn_act(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), "leaky_relu", 0.2, fused)
 
 
-class Conv2dLeakyReLU(nn.Conv2d):
-    """Conv2d (with bias) + LeakyReLU(0.2): with fused=True the bias and the activation are one bias_act op after
-    the bias-free convolution; fused=False is the stock pair. The state_dict is nn.Conv2d's either way."""
-
-    def __init__(self, cin: int, cout: int, fused: bool = True):
-        super().__init__(cin, cout, 4, 2, 1, bias=True)
-        self.fused = fused
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.fused:
-            return bias_act(self._conv_forward(x, self.weight, None), self.bias, "leaky_relu", 0.2)
-        return nn.functional.leaky_relu(super().forward(x), 0.2)
-
-
 def _down_norm(cin: int, cout: int, norm: str, fused: bool) -> nn.Module:
     if norm == "batch":
         return _down(cin, cout, fused)
     if norm == "layer":  # GroupNorm(1, C): normalised over (C, H, W) per sample, affine per channel
         return nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.GroupNorm(1, cout), nn.LeakyReLU(0.2))
-    return Conv2dLeakyReLU(cin, cout, fused)
-
-
-def dcgan_init_(module: nn.Module) -> None:
-    """The DCGAN paper's init: conv weights N(0, 0.02); BN weight N(1, 0.02), bias 0; embeddings N(0, 0.02)."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Embedding)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, BatchNormAct2d)):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
+    return conv_act(nn.Conv2d(cin, cout, 4, 2, 1), "leaky_relu", 0.2, fused)
 
 
 class _DCGANBase(FusableModel):
@@ -114,7 +88,7 @@ class DCGANGenerator(_DCGANBase):
             ch //= 2
         layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
-        dcgan_init_(self)
+        gan_init_(self)
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         if z.dim() == 2:
@@ -153,7 +127,7 @@ class DCGANDiscriminator(_DCGANBase):
         self.out = nn.Conv2d(ch, 1, 4, 1, 0, bias=False)
         if num_classes:
             self.embed = nn.Embedding(num_classes, ch)
-        dcgan_init_(self)
+        gan_init_(self)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         if x.dim() != 4 or x.shape[1:] != (self.channels, self.size, self.size):

@@ -27,12 +27,13 @@ from torch import Tensor
 
 from pygan import losses
 from pygan._io import atomic_path, save_grid
-from pygan.dcgan.evaluate import (CHECKPOINT_FORMAT, critic_estimate, recalibrate_bn, sample_in_chunks,
+from pygan.dcgan.evaluate import (CHECKPOINT, critic_estimate, recalibrate_bn, sample_in_chunks,
                                   wasserstein_batch, write_digits_metrics)
 from pygan.dcgan.models import NORMS, SIZES, DCGANDiscriminator, DCGANGenerator
 from pygan.dcgan.recipes import RECIPES, apply_recipe, clip_weights_
 from pygan.ops.recompute import recompute_relu_outputs
-from pygan.training import DataConfig, TrainerBase, default, option, plot_curves
+from pygan.nn import convert_sync_batch_norm_act
+from pygan.training import DataConfig, TrainerBase, default, frozen, option
 from pygan.training.augment import augment, parse_policy
 from pygan.training.schedule import linear_decay
 
@@ -58,13 +59,12 @@ class DCGANConfig(DataConfig):
     d_width: int = option(16, "discriminator width: channels of its first layer, doubled at each downsampling",
                           ge=1)
     d_norm: str = option("batch", "discriminator (critic) normalisation", choices=NORMS)
-    steps: int = option(6000, "generator steps (iterations) to train", ge=1)
+    steps: int = default(6000, "generator steps (iterations) to train")
     d_steps: int = option(1, "discriminator steps per generator step (k)", ge=1)
     optimizer: str = option("adam", "optimizer of G and D (rmsprop: WGAN's, without momentum)",
                             choices=("adam", "rmsprop"))
-    lr_g: float = option(2e-4, "generator learning rate", gt=0)
-    lr_d: float = option(2e-4, "discriminator learning rate; with R1 (the default); without it 5e-5, the "
-                               "seeds' value, was best", gt=0)
+    lr_d: float = default(2e-4, "the discriminator's learning rate; with R1 (the default); without it 5e-5, "
+                                "the seeds' value, was best")
     lr_decay_start: float = option(1.0, "both learning rates decay linearly to 0 from this fraction of the steps on "
                                         "(1: constant)", ge=0, le=1)
     amp: str = default("auto")
@@ -86,11 +86,13 @@ class DCGANConfig(DataConfig):
     r1_weight: float = option(1.0, "R1 gradient penalty weight (0: off)", ge=0)
     r1_every: int = option(8, "apply R1 on every this many discriminator steps only, its weight multiplied by as "
                               "much (lazy regularisation, StyleGAN2; 1: every step)", ge=1)
-    grid_size: int = option(64, "images in each fixed-noise sample grid", ge=1)
+    grid_size: int = default(64, "images in each fixed-noise sample grid")
+    sample_every: int = default(250)
+    checkpoint_every: int = default(250)
     collapse_ratio: float = option(0.2, "warn about mode collapse when the fixed-noise samples' mean pairwise "
                                         "distance falls below this fraction of real images'")
     eval_samples: int = option(1000, "digits only: generated images scored by the digits classifier at the end "
-                                     "(0: skip)", ge=0)
+                                     "(0: none)", ge=0)
 
     def check(self) -> None:
         super().check()
@@ -107,9 +109,10 @@ def mean_pairwise_distance(x: Tensor) -> float:
 class DCGANTrainer(TrainerBase):
     """The DCGAN trainer (see the module docstring); `train()` runs it, `DCGANTrainer.resume(path)` continues a run."""
 
-    checkpoint_format = CHECKPOINT_FORMAT
-    checkpoint_kind = "DCGAN"
+    checkpoint = CHECKPOINT
     config_class = DCGANConfig
+    curve_panels = (("loss ({loss})", {"loss_d": "D loss", "loss_g": "G loss"}),
+                    ("score", {"d_real": "D(x)", "d_fake": "D(G(z))"}))
 
     def __init__(self, config: DCGANConfig, dataset=None):
         """`dataset` (optional): any torch Dataset or ImageData to train on instead of `config.data`."""
@@ -127,9 +130,6 @@ class DCGANTrainer(TrainerBase):
         D = DCGANDiscriminator(cfg.size, self.channels, cfg.d_width, self.num_classes, fused=cfg.fused,
                                norm=cfg.d_norm)
         self.setup_pair(G, D, cfg.lr_g, cfg.lr_d)
-        if cfg.optimizer == "rmsprop":  # replaces the pair's Adam before any step: nothing of it is kept
-            self.opt_g = torch.optim.RMSprop(self.G.parameters(), cfg.lr_g)
-            self.opt_d = torch.optim.RMSprop(self.D.parameters(), cfg.lr_d)
 
         self.fixed_z = torch.randn(cfg.grid_size, cfg.latent_dim, generator=self.gen, device=self.device)
         self.fixed_labels = (torch.arange(cfg.grid_size, device=self.device) % self.num_classes
@@ -139,6 +139,11 @@ class DCGANTrainer(TrainerBase):
         if cfg.wasserstein_every:
             self.w_real, self.w_z, self.w_labels = wasserstein_batch(
                 src, cfg.data, cfg.size, self.channels, cfg.latent_dim, self.num_classes, cfg.seed, self.device)
+
+    def make_optimizer(self, which: str, params, lr: float) -> torch.optim.Optimizer:
+        if self.config.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr)
+        return super().make_optimizer(which, params, lr)
 
     # ---------------------------------------------------------------- one iteration
     def _noise_std(self) -> float:
@@ -168,11 +173,7 @@ class DCGANTrainer(TrainerBase):
         mine = self.my_slice
         std = self._noise_std()
         rate = linear_decay(self.step, self.total_steps, cfg.lr_decay_start)
-        for opt, lr in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
-            for group in opt.param_groups:
-                group["lr"] = lr * rate
-        self.G.train()
-        self.D.train()
+        self.set_lr(cfg.lr_g * rate, cfg.lr_d * rate)
         for i in range(cfg.d_steps):
             real, labels = self.source.next()  # this rank's slice of a fresh global batch
             y = labels if self.num_classes else None
@@ -192,33 +193,28 @@ class DCGANTrainer(TrainerBase):
                 # lazy regularisation: the penalty's extra forward + double backward cost about as much as the
                 # rest of the D step; every r1_every-th step with the weight scaled up keeps its average pull
                 loss_d = loss_d + losses.r1_penalty(self.D, real_in, cfg.r1_weight * cfg.r1_every, labels=y)
-            self.check_finite("discriminator", loss_d)
-            gnorm_d = self.optimizer_step(loss_d, self.opt_d, self.scaler_d, self.D.parameters())
+            gnorm_d = self.step_d(loss_d)
             if cfg.clip > 0:
                 clip_weights_(self.D, cfg.clip)
 
         z, yf = self._latent(n), self._fake_labels(n)
-        self.D.requires_grad_(False)  # G's step needs D's input gradient only
-        try:
-            # G's fused BN + ReLU layers keep one tensor each, not two: their outputs are recomputed in backward
-            # by the forward's own kernel (bitwise the same values, so the run does not change)
+        # G's fused BN + ReLU layers keep one tensor each, not two: their outputs are recomputed in backward
+        # by the forward's own kernel (bitwise the same values, so the run does not change)
+        with frozen(self.D):
             with self.autocast(), recompute_relu_outputs():
                 fake = self.g_fwd(z, yf) if yf is not None else self.g_fwd(z)
                 args = (yf,) if yf is not None else ()
                 gout = losses.generator_loss(self.d_plain(self._d_input(fake.float(), std), *args).float(),
                                              kind=cfg.loss)
-            self.check_finite("generator", gout.loss)
-            gnorm_g = self.optimizer_step(gout.loss, self.opt_g, self.scaler_g, self.G.parameters())
-        finally:
-            self.D.requires_grad_(True)
-        self.update_ema()
-        self.step += 1
-        if cfg.wasserstein_every and self.is_main and (self.step % cfg.wasserstein_every == 0
-                                                       or self.step == self.total_steps):
-            self.log({"step": self.step, "wasserstein_estimate": self.wasserstein_estimate()})
-        return {"step": self.step, "loss_d": float(loss_d.detach()), "loss_g": float(gout.loss.detach()),
+            gnorm_g = self.step_g(gout.loss)
+        return {"loss_d": float(loss_d.detach()), "loss_g": float(gout.loss.detach()),
                 "d_real": float(out.real_score), "d_fake": float(out.fake_score),
                 "grad_norm_d": gnorm_d, "grad_norm_g": gnorm_g, "instance_noise": std}
+
+    def after_step(self, rec: dict) -> None:
+        every = self.config.wasserstein_every
+        if every and self.is_main and (self.step % every == 0 or self.step == self.total_steps):
+            self.log({"step": self.step, "wasserstein_estimate": self.wasserstein_estimate()})
 
     def wasserstein_estimate(self) -> float:
         """The critic's estimate of the Wasserstein distance between the data and the samples: mean D on a fixed
@@ -235,8 +231,6 @@ class DCGANTrainer(TrainerBase):
         """The generator for samples and evaluation, in eval mode: a copy of the EMA (or of G when EMA is off)
         whose BatchNorm running statistics are recomputed for its own weights (cached per step)."""
         if getattr(self, "_sampler_step", None) != self.step:
-            from pygan.nn import convert_sync_batch_norm_act
-
             src = self.evaluation_generator
             # rank 0 alone recalibrates: its copy must not wait for the other ranks' statistics
             copy_ = convert_sync_batch_norm_act(copy.deepcopy(src), sync=False)
@@ -248,29 +242,23 @@ class DCGANTrainer(TrainerBase):
     def sample(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         return sample_in_chunks(self.sampler, z, labels)
 
-    def save_samples(self) -> float:
-        """Writes samples/step_XXXXXX.png from the fixed noise; returns its diversity relative to real data."""
-        x = self.sample(self.fixed_z, self.fixed_labels)
-        nrow = self.num_classes if self.num_classes and self.config.grid_size % self.num_classes == 0 else None
-        save_grid(x, os.path.join(self.config.out, "samples", f"step_{self.step:06d}.png"), nrow)
-        return mean_pairwise_distance(x) / max(self.real_diversity, 1e-12)
-
-    def save_plot(self) -> None:
-        panels = [(f"loss ({self.config.loss})", {"loss_d": "D loss", "loss_g": "G loss"}),
-                  ("score", {"d_real": "D(x)", "d_fake": "D(G(z))"})]
-        if self.config.wasserstein_every:
-            panels.append(("Wasserstein estimate", {"wasserstein_estimate": "E D(held-out x) - E D(G(z))"}))
-        plot_curves(os.path.join(self.config.out, "curves.png"), self.history, panels)
-
-    def on_sample(self) -> None:
+    def save_samples(self, path: str) -> None:
+        """The fixed noise's samples; a warning when their diversity, relative to real images', is that of a
+        collapse."""
         cfg = self.config
-        div = self.save_samples()
+        x = self.sample(self.fixed_z, self.fixed_labels)
+        nrow = self.num_classes if self.num_classes and cfg.grid_size % self.num_classes == 0 else None
+        save_grid(x, path, nrow)
+        div = mean_pairwise_distance(x) / max(self.real_diversity, 1e-12)
         if div < cfg.collapse_ratio and self.step >= cfg.steps // 4:  # early samples are alike
             msg = (f"possible mode collapse at step {self.step}: the fixed-noise samples' mean pairwise "
                    f"distance is {div:.2f}x that of real images")
-            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+            warnings.warn(msg, RuntimeWarning, stacklevel=4)
             self.log({"step": self.step, "warning": msg})
-        self.save_plot()
+
+    def panels(self) -> list[tuple[str, dict[str, str]]]:
+        extra = [("Wasserstein estimate", {"wasserstein_estimate": "E D(held-out x) - E D(G(z))"})]
+        return super().panels() + (extra if self.config.wasserstein_every else [])
 
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self, path: str | None = None) -> str:
@@ -284,10 +272,12 @@ class DCGANTrainer(TrainerBase):
     def models_state_dict(self) -> dict:
         return {
             "channels": self.channels, "num_classes": self.num_classes, "classes": self.source.classes,
-            "G_sample": self.sampler.state_dict(),
             "fixed_z": self.fixed_z.cpu(), "fixed_labels": None if self.fixed_labels is None else self.fixed_labels.cpu(),
             "real_diversity": self.real_diversity,
         }
+
+    def evaluation_state(self) -> dict:
+        return self.sampler.state_dict()
 
     def load_models_state_dict(self, ckpt: dict) -> None:
         self.fixed_z = ckpt["fixed_z"].to(self.device)
@@ -297,7 +287,7 @@ class DCGANTrainer(TrainerBase):
     # ---------------------------------------------------------------- evaluation
     def finish(self) -> dict:
         cfg = self.config
-        return self.evaluate() if cfg.eval_samples and cfg.data == "digits" and self.channels == 1 else {}
+        return self.evaluate() if cfg.eval and cfg.eval_samples and cfg.data == "digits" and self.channels == 1 else {}
 
     def evaluate(self, n: int | None = None) -> dict:
         """Digits metrics of n samples (balanced labels when conditional), written to metrics.json."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pygan.metrics.bootstrap import mean_ci
+
 
 def _as_features(name: str, f) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(f), dtype=torch.float64)
@@ -52,14 +54,8 @@ def _in_balls(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) 
 def _with_interval(values: torch.Tensor, n_boot: int, seed: int) -> tuple[float, float, float]:
     """(mean, low, high): the mean of per-sample values and a 95% percentile bootstrap interval over the samples
     (the balls held fixed: it gives the spread from which samples were scored, not from the k-NN radii)."""
-    v = values.double().numpy()
-    mean = float(v.mean())
-    if n_boot < 1:
-        return mean, float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    boots = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return mean, float(lo), float(hi)
+    m = mean_ci(values, n_boot, seed)
+    return m["mean"], *m["ci95"]
 
 
 def manifold_metrics(real, fake, k_pr: int = 3, k_dc: int = 5, n_boot: int = 100, seed: int = 0) -> dict:

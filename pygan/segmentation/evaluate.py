@@ -10,22 +10,19 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from pygan._io import atomic_path
-from pygan.training import read_checkpoint as _read_checkpoint
+from pygan.metrics import mean_ci, percentile_ci
+from pygan.training import CheckpointFormat
 
-CHECKPOINT_FORMAT = "pygan-segmentation-checkpoint-v1"
+CHECKPOINT = CheckpointFormat("pygan-segmentation-checkpoint-v1", "segmentation")
+read_checkpoint = CHECKPOINT.read
 CONSISTENT = 0.9   # an object is consistent when this share of its pixels gets one class
 
-
-def read_checkpoint(path: str) -> dict:
-    return _read_checkpoint(path, CHECKPOINT_FORMAT, "segmentation")
 
 
 def load_models(path: str, device="cpu"):
@@ -34,25 +31,11 @@ def load_models(path: str, device="cpu"):
 
     ckpt = read_checkpoint(path)
     S, D = Segmenter(**ckpt["G_config"]), Adversary(**ckpt["D_config"])
-    S.load_state_dict(ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"])
+    S.load_state_dict(CHECKPOINT.generator_state(ckpt))
     D.load_state_dict(ckpt["D"])
     return S.to(device).eval(), D.to(device).eval(), ckpt
 
 
-def _ci(boot: np.ndarray) -> list[float]:
-    with warnings.catch_warnings():  # a class absent from every resample: NaN, said by the value itself
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanpercentile(boot, [2.5, 97.5], axis=0)
-    return [float(lo), float(hi)] if np.ndim(lo) == 0 else [lo.tolist(), hi.tolist()]
-
-
-def mean_ci(values, n_boot: int = 1000, seed: int = 0) -> dict:
-    """{'mean', 'ci95'}: the mean of per-item values and its 95% percentile-bootstrap interval."""
-    v = np.asarray(values, np.float64)
-    if len(v) == 0:
-        return {"mean": float("nan"), "ci95": [float("nan"), float("nan")]}
-    rng = np.random.default_rng(seed)
-    return {"mean": float(v.mean()), "ci95": _ci(v[rng.integers(0, len(v), (n_boot, len(v)))].mean(1))}
 
 
 @torch.no_grad()
@@ -98,8 +81,8 @@ def segmentation_scores(conf: np.ndarray, classes: list[str], n_boot: int = 1000
     for c, name in enumerate(classes):
         if not np.isnan(iou[c]):
             per_class[name] = {"mean": float(iou[c]), "ci95": [float(lo[c]), float(hi[c])]}
-    return {"pixel_accuracy": {"mean": float(acc(total)), "ci95": _ci(acc(boot))},
-            "mean_iou": {"mean": float(np.nanmean(iou)), "ci95": _ci(boot_miou)}, "class_iou": per_class}
+    return {"pixel_accuracy": {"mean": float(acc(total)), "ci95": percentile_ci(acc(boot))},
+            "mean_iou": {"mean": float(np.nanmean(iou)), "ci95": percentile_ci(boot_miou)}, "class_iou": per_class}
 
 
 def objects(labels: Tensor, instances: Tensor | None, ignore_index: int) -> list[tuple[int, Tensor, int]]:
@@ -191,10 +174,6 @@ def format_metrics(m: dict) -> str:
     lines.append("  IoU per class: " + ", ".join(f"{k} {v['mean']:.3f}" for k, v in m["class_iou"].items()))
     return "\n".join(lines)
 
-
-def write_metrics(metrics: dict, path: str) -> None:
-    with atomic_path(path, ".json") as tmp, open(tmp, "w") as f:
-        json.dump(metrics, f, indent=1)
 
 
 def colorize(labels: Tensor, ignore_index: int) -> Tensor:

@@ -11,8 +11,6 @@ comes from the checkpointed generator: resume is exact. The segmenter is the pai
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass
 
 import torch
@@ -22,12 +20,13 @@ from torch import Tensor
 from pygan import losses
 from pygan._io import save_grid
 from pygan.segmentation.data import Split, load_split
-from pygan.segmentation.evaluate import CHECKPOINT_FORMAT, colorize, evaluate, write_metrics
+from pygan.data import ImageData, InMemory
+from pygan.segmentation.evaluate import CHECKPOINT, colorize, evaluate
 from pygan.segmentation.models import ENCODINGS, Adversary, Segmenter, ground_truth_map
-from pygan.training import TrainConfig, TrainerBase, default, option, plot_curves
+from pygan.training import TrainConfig, TrainerBase, default, eval_mode, frozen, option
+from pygan.training.schedule import SCHEDULES
 
 OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "poly", "cosine")
 
 
 @dataclass
@@ -53,20 +52,16 @@ class SegmentationConfig(TrainConfig):
     adv_weight: float = option(0.1, "lambda, the weight of the adversarial loss in the segmenter's loss (0: the "
                                     "plain segmenter, the baseline)", ge=0)
     loss: str = default("non_saturating")
-    steps: int = option(800, "training steps", ge=1)
+    steps: int = default(800)
     batch_size: int = default(16)
-    optimizer: str = option("adam", "the segmenter's optimizer: adam (betas from --beta1/--beta2) or sgd "
+    optimizer: str = option("adam", "the segmenter's optimizer: adam (AdamW, betas from --beta1/--beta2) or sgd "
                                     "(momentum 0.9)", choices=OPTIMIZERS)
-    lr: float = option(2e-3, "the segmenter's learning rate", gt=0)
-    d_lr: float = option(2e-4, "the adversary's learning rate (Adam)", gt=0)
+    lr_g: float = default(2e-3, "the segmenter's learning rate")
+    lr_d: float = default(2e-4, "the adversary's learning rate (Adam)")
     schedule: str = option("poly", "the segmenter's learning-rate schedule over the steps: constant, poly "
-                                   "((1 - step/steps)**0.9) or cosine", choices=SCHEDULES)
+                                   "((1 - step/steps)**0.9) or cosine", choices=("constant", "poly", "cosine"))
     weight_decay: float = option(1e-4, "the segmenter's weight decay", ge=0)
     ema_decay: float = default(0.0)
-    sample_every: int = default(500)
-    checkpoint_every: int = default(500)
-    grid_size: int = option(8, "scenes per row of the sample grids", ge=1)
-    eval: bool = option(True, "score the held-out images at the end (metrics.json)")
 
     def check(self) -> None:
         if self.size % 2 ** self.depth:
@@ -79,9 +74,10 @@ class SegmentationConfig(TrainConfig):
 
 
 class SegmentationTrainer(TrainerBase):
-    checkpoint_format = CHECKPOINT_FORMAT
-    checkpoint_kind = "segmentation"
+    checkpoint = CHECKPOINT
     config_class = SegmentationConfig
+    curve_panels = (("segmenter", {"loss_ce": "cross-entropy", "loss_adv": "adversarial"}),
+                    ("adversary ({loss})", {"loss_d": "loss"}))
 
     def __init__(self, config: SegmentationConfig, dataset: Split | None = None):
         """`dataset` (optional): a pygan.segmentation.data.Split to train and evaluate on instead of `data`."""
@@ -89,28 +85,24 @@ class SegmentationTrainer(TrainerBase):
         self.split = dataset if dataset is not None else load_split(cfg.data, cfg.labels, cfg.classes, cfg.size,
                                                                     cfg.ignore_index, cfg.val_fraction)
         train = self.split.train
-        self.images, self.labels = train.images.to(self.device), train.labels.to(self.device)
+        # image and label map pairs: the label maps travel as the batch source's labels
+        self.source = self.add_source("data", InMemory(ImageData(train.images, train.labels, train.classes), None,
+                                                       self.gen, cfg.batch_size, self.my_slice, self.device))
         self.ignore_index, k = train.ignore_index, train.num_classes
         self.setup_pair(Segmenter(train.channels, k, cfg.width, cfg.depth, cfg.fused),
                         Adversary(train.channels, k, cfg.d_width, cfg.d_layers, cfg.encoding, cfg.fused),
-                        cfg.lr, cfg.d_lr)
-        if cfg.optimizer == "sgd":
-            self.opt_g = torch.optim.SGD(self.G.parameters(), cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-        else:
-            self.opt_g = torch.optim.AdamW(self.G.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                           weight_decay=cfg.weight_decay)
+                        cfg.lr_g, cfg.lr_d)
         test = self.split.test
         n = min(cfg.grid_size, len(test))
         self.sample_x, self.sample_y = test.images[:n].to(self.device), test.labels[:n]
 
-    def learning_rate(self) -> float:
-        """The segmenter's rate at this step (a function of the step: exact on resume)."""
-        cfg, t = self.config, self.step / self.config.steps
-        if cfg.schedule == "poly":
-            return cfg.lr * (1 - t) ** 0.9
-        if cfg.schedule == "cosine":
-            return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
-        return cfg.lr
+    def make_optimizer(self, which: str, params, lr: float) -> torch.optim.Optimizer:
+        cfg = self.config
+        if which == "d":
+            return super().make_optimizer(which, params, lr)
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, lr, momentum=0.9, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
 
     def ground_truth_map(self, labels: Tensor, probs: Tensor) -> Tensor:
         return ground_truth_map(labels, probs, self.ignore_index, self.config.encoding, self.config.tau)
@@ -122,21 +114,13 @@ class SegmentationTrainer(TrainerBase):
                else torch.zeros((), device=logits.device))
         return ce + self.config.adv_weight * adv, ce, adv
 
-    def _batch(self) -> tuple[Tensor, Tensor]:
-        idx = torch.randint(0, len(self.images), (self.config.batch_size,), generator=self.gen, device=self.device)
-        idx = idx[self.my_slice]
-        return self.prep(self.images[idx]), self.labels[idx]
-
     def train_step(self) -> dict:
         cfg = self.config
-        rate = self.learning_rate()
-        for group in self.opt_g.param_groups:
-            group["lr"] = rate
-        x, y = self._batch()
-        self.G.train()
-        self.D.train()
-        self.D.requires_grad_(False)  # the segmenter's step needs the adversary's input gradient only
-        try:
+        rate = cfg.lr_g * SCHEDULES[cfg.schedule](self.step, cfg.steps)
+        self.set_lr(rate)
+        x, y = self.source.next()
+        x = self.prep(x)
+        with frozen(self.D):
             with self.autocast():
                 logits = self.g_fwd(x).float()
                 probs = logits.softmax(1)
@@ -148,10 +132,7 @@ class SegmentationTrainer(TrainerBase):
                     real = self.ground_truth_map(y, probs.detach())
                     adv_logits = self.d_plain(torch.cat([x, x]), torch.cat([real, probs])).float()[x.shape[0]:]
                 loss_s, ce, adv = self.segmenter_loss(logits, y, adv_logits)
-            self.check_finite("segmenter", loss_s)
-            gnorm_s = self.optimizer_step(loss_s, self.opt_g, self.scaler_g, self.G.parameters())
-        finally:
-            self.D.requires_grad_(True)
+            gnorm_s = self.step_g(loss_s, "segmenter")
 
         fake = probs.detach()
         real = self.ground_truth_map(y, fake)
@@ -159,11 +140,8 @@ class SegmentationTrainer(TrainerBase):
         with self.autocast():  # real and predicted maps in one batch (batch norm sees both alike)
             d = self.d_fwd(torch.cat([x, x]), torch.cat([real, fake])).float()
             out_d = losses.discriminator_loss(d[:n], d[n:], cfg.loss)
-        self.check_finite("adversary", out_d.loss)
-        gnorm_d = self.optimizer_step(out_d.loss, self.opt_d, self.scaler_d, self.D.parameters())
-        self.update_ema()
-        self.step += 1
-        return {"step": self.step, "lr": rate, "loss_s": float(loss_s.detach()), "loss_ce": float(ce.detach()),
+        gnorm_d = self.step_d(out_d.loss, "adversary")
+        return {"lr": rate, "loss_s": float(loss_s.detach()), "loss_ce": float(ce.detach()),
                 "loss_adv": float(adv.detach()), "loss_d": float(out_d.loss.detach()),
                 "d_real": float(out_d.real_score), "d_fake": float(out_d.fake_score),
                 "grad_norm_s": gnorm_s, "grad_norm_d": gnorm_d}
@@ -173,26 +151,19 @@ class SegmentationTrainer(TrainerBase):
 
     # ---------------------------------------------------------------- outputs
     @torch.no_grad()
-    def on_sample(self) -> None:
-        """samples/step_*.png: rows image, ground truth, prediction (held-out images); and the loss curves."""
+    def save_samples(self, path: str) -> None:
+        """Rows image, ground truth, prediction (held-out images)."""
         S = self.evaluation_generator
-        was = S.training
-        S.eval()
-        pred = S(self.prep(self.sample_x)).argmax(1).cpu()
-        S.train(was)
+        with eval_mode(S):
+            pred = S(self.prep(self.sample_x)).argmax(1).cpu()
         x = self.sample_x.float().cpu()
         x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
         rows = [x, colorize(self.sample_y, self.ignore_index), colorize(pred, self.ignore_index)]
-        save_grid(torch.cat(rows), os.path.join(self.config.out, "samples", f"step_{self.step:06d}.png"),
-                  nrow=x.shape[0], scale=2)
-        plot_curves(os.path.join(self.config.out, "curves.png"), self.history,
-                    [("segmenter", {"loss_ce": "cross-entropy", "loss_adv": "adversarial"}),
-                     (f"adversary ({self.config.loss})", {"loss_d": "loss"})])
+        save_grid(torch.cat(rows), path, nrow=x.shape[0], scale=2)
 
     def finish(self) -> dict:
         if not self.config.eval:
             return {}
-        metrics = {"step": self.step, "adv_weight": self.config.adv_weight,
-                   **evaluate(self.evaluation_generator, self.split.test, self.D, self.config.loss, self.config.tau)}
-        write_metrics(metrics, os.path.join(self.config.out, "metrics.json"))
-        return metrics
+        return self.write_metrics({"step": self.step, "adv_weight": self.config.adv_weight,
+                                   **evaluate(self.evaluation_generator, self.split.test, self.D, self.config.loss,
+                                              self.config.tau)})

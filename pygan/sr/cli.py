@@ -67,7 +67,8 @@ def _upscale(a) -> int:
 
 
 def _eval_sr(a) -> int:
-    from pygan.sr.data import image_files, mod_crop, read_image
+    from pygan.data import image_files
+    from pygan.sr.data import mod_crop, read_image
     from pygan.sr.evaluate import evaluate_sr, format_table, generators_from_checkpoint, read_checkpoint
 
     ckpt = read_checkpoint(a.checkpoint)

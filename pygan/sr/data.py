@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pygan.data import IMAGE_EXTENSIONS, DataError
+from pygan.data import DataError, image_files, pair_files
 
 TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "motorcycle_left", "hubble_deep_field", "immunohistochemistry",
                 "china", "brick", "grass", "gravel", "moon")
@@ -77,16 +77,6 @@ def save_image(x: Tensor, path: str) -> None:
     im = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
     with atomic_path(path, ".png") as tmp:
         im.save(tmp, format="PNG")
-
-
-def image_files(root: str) -> list[str]:
-    if not os.path.isdir(root):
-        raise DataError(f"data folder not found: {root}")
-    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs
-                   if f.lower().endswith(IMAGE_EXTENSIONS))
-    if not files:
-        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
-    return files
 
 
 def make_lr(hr: Tensor, scale: int) -> Tensor:
@@ -186,14 +176,9 @@ def load_pairs(source: str, scale: int, hr_crop: int, augment: bool = True) -> P
         raise DataError(f"data folder not found: {source} (expected 'bundled' or a folder of images)")
     lr_dir, hr_dir = os.path.join(source, "lr"), os.path.join(source, "hr")
     if os.path.isdir(lr_dir) and os.path.isdir(hr_dir):
-        hr_files = image_files(hr_dir)
-        lr_by_name = {os.path.relpath(f, lr_dir): f for f in image_files(lr_dir)}
-        missing = [os.path.relpath(f, hr_dir) for f in hr_files if os.path.relpath(f, hr_dir) not in lr_by_name]
-        if missing:
-            raise DataError(f"{source}: no LR image in lr/ for {', '.join(missing[:3])}"
-                            f"{' ...' if len(missing) > 3 else ''}")
-        hr = [mod_crop(read_image(f), scale) for f in hr_files]
-        lr = [read_image(lr_by_name[os.path.relpath(f, hr_dir)]) for f in hr_files]
-        return PairSampler(hr, scale, hr_crop, lr=lr, names=hr_files, augment=augment)
+        pairs = pair_files(lr_dir, hr_dir)
+        hr = [mod_crop(read_image(f), scale) for _, f in pairs]
+        lr = [read_image(f) for f, _ in pairs]
+        return PairSampler(hr, scale, hr_crop, lr=lr, names=[f for _, f in pairs], augment=augment)
     files = image_files(source)
     return PairSampler([read_image(f) for f in files], scale, hr_crop, names=files, augment=augment)

@@ -8,13 +8,11 @@ import torch
 from pygan.sr.data import bicubic_upscale, held_out_images, make_lr
 from pygan.sr.metrics import CONVENTIONS, psnr, ssim
 from pygan.sr.models import SRResNet
-from pygan.training import read_checkpoint as _read_checkpoint
+from pygan.training import CheckpointFormat
 
-CHECKPOINT_FORMAT = "pygan-srgan-checkpoint-v1"
+CHECKPOINT = CheckpointFormat("pygan-srgan-checkpoint-v1", "SRGAN")
+read_checkpoint = CHECKPOINT.read
 
-
-def read_checkpoint(path: str) -> dict:
-    return _read_checkpoint(path, CHECKPOINT_FORMAT, "SRGAN")
 
 
 def generators_from_checkpoint(ckpt: dict, device="cpu") -> dict[str, SRResNet]:
@@ -26,7 +24,7 @@ def generators_from_checkpoint(ckpt: dict, device="cpu") -> dict[str, SRResNet]:
     if ckpt["G_srresnet"] is not None:
         states["SRResNet"] = ckpt["G_srresnet"]
     if ckpt["step"] > cfg["pretrain_steps"] or ckpt["G_srresnet"] is None:
-        states["SRGAN" if ckpt["step"] > cfg["pretrain_steps"] else "SRResNet"] = ckpt["G_eval"]
+        states["SRGAN" if ckpt["step"] > cfg["pretrain_steps"] else "SRResNet"] = CHECKPOINT.generator_state(ckpt)
     for name, state in states.items():
         G = SRResNet(**ckpt["G_config"])
         G.load_state_dict(state)

@@ -31,7 +31,7 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1, bias: bool = True) -> nn
     return nn.Conv2d(cin, cout, k, stride, k // 2, bias=bias)
 
 
-class ResidualBlock(nn.Module):
+class SRResidualBlock(nn.Module):
     """x + (conv-BN-PReLU-conv-BN)(x)."""
 
     def __init__(self, width: int, fused: bool = True):
@@ -81,7 +81,7 @@ class SRResNet(FusableModel):
                            fused=fused)
         self.scale, self.channels, self.bicubic_skip = scale, channels, bicubic_skip
         self.head = nn.Sequential(_conv(channels, width, 9), nn.PReLU())
-        self.body = nn.Sequential(*[ResidualBlock(width, fused) for _ in range(blocks)])
+        self.body = nn.Sequential(*[SRResidualBlock(width, fused) for _ in range(blocks)])
         self.post = nn.Sequential(_conv(width, width, 3, bias=False), nn.BatchNorm2d(width))
         up = []
         for _ in range(int(math.log2(scale))):

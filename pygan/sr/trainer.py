@@ -16,7 +16,6 @@ The default configuration is the light one that finishes on a 2-core CPU in minu
 from __future__ import annotations
 
 import copy
-import json
 import os
 from dataclasses import dataclass
 
@@ -25,12 +24,13 @@ from torch import Tensor
 import torch.nn.functional as F
 
 from pygan import losses
-from pygan._io import atomic_path
 from pygan.data import CropBatches, DataError, Streaming, scan_folder
-from pygan.sr.data import bicubic_upscale, held_out_images, load_pairs, make_lr
-from pygan.sr.evaluate import CHECKPOINT_FORMAT, evaluate_sr, generators_from_checkpoint, save_comparison
+from pygan.sr.data import bicubic_upscale, held_out_images, load_pairs, make_lr, save_image
+from pygan.sr.evaluate import CHECKPOINT, evaluate_sr, generators_from_checkpoint, save_comparison
 from pygan.sr.models import SCALES, SRDiscriminator, SRResNet
-from pygan.training import DataConfig, TrainerBase, default, option, plot_curves
+from pygan.sr.vgg import VGGFeatureLoss
+from pygan.training import DataConfig, TrainerBase, default, eval_mode, frozen, option
+from pygan.training.schedule import drop
 
 
 @dataclass
@@ -49,11 +49,14 @@ class SRConfig(DataConfig):
     bicubic_skip: bool = option(True, "add the bicubic upscaling of the input to the generator's output: it learns "
                                       "only the missing detail (--no-bicubic-skip: the paper's form)")
     d_width: int = option(16, "discriminator width: channels of its first layer (the paper: 64)", ge=1)
-    pretrain_steps: int = option(2400, "SRResNet steps on the pixel MSE (stage 1)", ge=0)
-    gan_steps: int = option(200, "SRGAN fine-tuning steps after stage 1 (0: SRResNet only)", ge=0)
+    steps: int = default(2600, "training steps: SRResNet pretraining, then SRGAN fine-tuning")
+    pretrain_steps: int = option(2400, "SRResNet steps on the pixel MSE (stage 1); the SRGAN stage is the steps "
+                                       "after them (none when equal to --steps)", ge=0)
     batch_size: int = default(8)
-    lr: float = option(5e-4, "Adam learning rate of the generator and the discriminator (the paper: 1e-4); x0.1 "
-                             "for the last 20% of pretraining and the second half of the SRGAN stage", gt=0)
+    lr_g: float = default(5e-4, "the generator's Adam learning rate (the paper: 1e-4); x0.1 for the last 20% of "
+                                "pretraining and the second half of the SRGAN stage")
+    lr_d: float = default(5e-4, "the discriminator's Adam learning rate; x0.1 for the second half of the SRGAN "
+                                "stage")
     beta1: float = default(0.9)
     content: str = option("mse", "content loss of the SRGAN stage: mse, or vgg (VGG19 features; needs "
                                  "--vgg-weights)", choices=("mse", "vgg"))
@@ -64,21 +67,23 @@ class SRConfig(DataConfig):
     adv_weight: float = option(1e-3, "weight of the adversarial loss in the SRGAN stage", ge=0)
     ema_decay: float = default(0.0)
     channels_last: bool = default(True)
-    sample_every: int = default(500)
-    checkpoint_every: int = default(500)
-    eval: bool = option(True, "evaluate on the held-out bundled photos at the end (PSNR / SSIM table)")
 
     def check(self) -> None:
         if self.hr_crop % self.scale:
             raise ValueError(f"hr_crop must be a multiple of the scale ({self.scale}), got {self.hr_crop}")
-        if self.pretrain_steps + self.gan_steps < 1:
-            raise ValueError("pretrain_steps + gan_steps must be >= 1")
+        if self.pretrain_steps > self.steps:
+            raise ValueError(f"pretrain_steps ({self.pretrain_steps}) must be at most steps ({self.steps})")
+
+    @property
+    def gan_steps(self) -> int:
+        return self.steps - self.pretrain_steps
 
 
 class SRTrainer(TrainerBase):
-    checkpoint_format = CHECKPOINT_FORMAT
-    checkpoint_kind = "SRGAN"
+    checkpoint = CHECKPOINT
     config_class = SRConfig
+    curve_panels = (("content loss", {"loss_content": "content"}),
+                    ("adversarial ({loss})", {"loss_d": "D loss", "loss_adv": "G adversarial"}))
 
     def __init__(self, config: SRConfig, dataset=None):
         """`dataset` (optional): a pygan.sr.data.PairSampler to train on instead of `config.data`."""
@@ -89,12 +94,10 @@ class SRTrainer(TrainerBase):
         self.data_gen = torch.Generator().manual_seed(cfg.seed)  # crops are cut on the CPU
         G = SRResNet(cfg.scale, 3, cfg.width, cfg.blocks, cfg.bicubic_skip, fused=cfg.fused)
         D = SRDiscriminator(3, cfg.d_width, fused=cfg.fused)
-        self.setup_pair(G, D, cfg.lr, cfg.lr)
+        self.setup_pair(G, D, cfg.lr_g, cfg.lr_d)
         self.G_srresnet: dict | None = None  # the generator's state at the end of pretraining
         self.vgg = None
         if cfg.content == "vgg" and cfg.gan_steps > 0:
-            from pygan.sr.vgg import VGGFeatureLoss
-
             self.vgg = VGGFeatureLoss(cfg.vgg_layer, cfg.vgg_weights or None).to(self.device)
         # a fixed held-out crop for the sample images: bicubic | generator | original
         name, hr = held_out_images(cfg.scale)[0]
@@ -115,12 +118,7 @@ class SRTrainer(TrainerBase):
         if cfg.data_mode == "auto" and sum(index.sizes) <= cfg.memory_limit_mb * 2**20:
             return None
         crops = CropBatches(index, cfg.hr_crop, cfg.scale, cfg.batch_size, cfg.seed, self.rank, self.world_size)
-        self.sources["data"] = Streaming(crops, 3, self.source_options(), self.device, [], unit=True)
-        return self.sources["data"]
-
-    @property
-    def total_steps(self) -> int:
-        return self.config.pretrain_steps + self.config.gan_steps
+        return self.add_source("data", Streaming(crops, 3, self.source_options(), self.device, [], unit=True))
 
     @property
     def stage(self) -> str:
@@ -140,35 +138,29 @@ class SRTrainer(TrainerBase):
             return self.vgg(sr, hr)
         return F.mse_loss(sr, hr)
 
-    def learning_rate(self) -> float:
-        """The rate of the coming step: `lr`, divided by 10 for the last 20% of pretraining and for the second half
-        of the SRGAN stage (a function of the step alone, so a resumed run follows the same schedule)."""
+    def rate(self) -> float:
+        """The factor on the learning rates in the coming step: x0.1 for the last 20% of pretraining and for the
+        second half of the SRGAN stage (a function of the step alone: a resumed run follows the same schedule)."""
         cfg, s = self.config, self.step
         if s < cfg.pretrain_steps:
-            return cfg.lr * (0.1 if s >= 0.8 * cfg.pretrain_steps else 1.0)
-        return cfg.lr * (0.1 if s - cfg.pretrain_steps >= 0.5 * cfg.gan_steps else 1.0)
+            return drop(s, cfg.pretrain_steps, at=0.8)
+        return drop(s - cfg.pretrain_steps, cfg.gan_steps, at=0.5)
 
     def train_step(self) -> dict:
         cfg = self.config
         stage = self.stage
-        rate = self.learning_rate()
-        for opt in (self.opt_g, self.opt_d):
-            for group in opt.param_groups:
-                group["lr"] = rate
+        rate = self.rate()
+        self.set_lr(cfg.lr_g * rate, cfg.lr_d * rate)
         lr, hr = self._batch()
-        self.G.train()
-        rec: dict = {"stage": stage, "lr": rate}
+        rec: dict = {"stage": stage, "lr": cfg.lr_g * rate}
         if stage == "srgan":
-            self.D.train()
             with self.autocast():
                 with torch.no_grad():
                     sr = self.g_plain(lr)
                 out = losses.discriminator_loss(self.d_fwd(hr).float(), self.d_fwd(sr.float()).float(), kind=cfg.loss)
-            self.check_finite("discriminator", out.loss)
-            rec["grad_norm_d"] = self.optimizer_step(out.loss, self.opt_d, self.scaler_d, self.D.parameters())
+            rec["grad_norm_d"] = self.step_d(out.loss)
             rec.update(loss_d=float(out.loss.detach()), d_real=float(out.real_score), d_fake=float(out.fake_score))
-        self.D.requires_grad_(False)  # G's step needs D's input gradient only
-        try:
+        with frozen(self.D):
             with self.autocast():
                 sr = self.g_fwd(lr).float()
                 content = self._content(sr, hr)
@@ -177,16 +169,13 @@ class SRTrainer(TrainerBase):
                     adv = losses.generator_loss(self.d_plain(sr).float(), kind=cfg.loss).loss
                     loss_g = content + cfg.adv_weight * adv
                     rec["loss_adv"] = float(adv.detach())
-            self.check_finite("generator", loss_g)
-            rec["grad_norm_g"] = self.optimizer_step(loss_g, self.opt_g, self.scaler_g, self.G.parameters())
-        finally:
-            self.D.requires_grad_(True)
-        self.update_ema()
-        self.step += 1
-        if self.step == cfg.pretrain_steps:
-            self.G_srresnet = copy.deepcopy(self.evaluation_generator.state_dict())
-        rec.update(step=self.step, loss_content=float(content.detach()), loss_g=float(loss_g.detach()))
+            rec["grad_norm_g"] = self.step_g(loss_g)
+        rec.update(loss_content=float(content.detach()), loss_g=float(loss_g.detach()))
         return rec
+
+    def after_step(self, rec: dict) -> None:
+        if self.step == self.config.pretrain_steps:
+            self.G_srresnet = copy.deepcopy(self.evaluation_generator.state_dict())
 
     def progress_postfix(self, rec: dict) -> dict:
         post = {"stage": rec["stage"], "content": f"{rec['loss_content']:.4f}"}
@@ -195,20 +184,13 @@ class SRTrainer(TrainerBase):
         return post
 
     # ---------------------------------------------------------------- outputs
-    def on_sample(self) -> None:
-        from pygan.sr.data import save_image
-
+    @torch.no_grad()
+    def save_samples(self, path: str) -> None:
+        """bicubic | generator | original of a held-out crop."""
         G = self.evaluation_generator
-        was = G.training
-        G.eval()
-        with torch.no_grad():
+        with eval_mode(G):
             sr = G(self.sample_lr).float().clamp(0, 1)
-        G.train(was)
-        row = torch.cat([bicubic_upscale(self.sample_lr, self.config.scale), sr, self.sample_hr], -1)[0]
-        save_image(row, os.path.join(self.config.out, "samples", f"step_{self.step:06d}.png"))
-        plot_curves(os.path.join(self.config.out, "curves.png"), self.history,
-                    [("content loss", {"loss_content": "content"}),
-                     (f"adversarial ({self.config.loss})", {"loss_d": "D loss", "loss_adv": "G adversarial"})])
+        save_image(torch.cat([bicubic_upscale(self.sample_lr, self.config.scale), sr, self.sample_hr], -1)[0], path)
 
     def finish(self) -> dict:
         if not self.config.eval:
@@ -217,22 +199,19 @@ class SRTrainer(TrainerBase):
         metrics = evaluate_sr(gens, self.config.scale)
         metrics["step"] = self.step
         save_comparison(gens, self.config.scale, os.path.join(self.config.out, "comparison.png"))
-        with atomic_path(os.path.join(self.config.out, "metrics.json"), ".json") as tmp, open(tmp, "w") as f:
-            json.dump(metrics, f, indent=1)
-        return metrics
+        return self.write_metrics(metrics)
 
     def generators(self) -> dict[str, SRResNet]:
         """{'SRResNet': ..., 'SRGAN': ...} in eval mode (the stages this run has reached)."""
         # only what generators_from_checkpoint reads: no optimizer or RNG state is gathered
         ckpt = {"config": {"pretrain_steps": self.config.pretrain_steps}, "step": self.step,
-                "G_srresnet": self.G_srresnet, "G_eval": self.evaluation_generator.state_dict(),
+                "G_srresnet": self.G_srresnet, "G_ema": self.evaluation_generator.state_dict(),
                 "G_config": self.G.config}
         return generators_from_checkpoint(ckpt, self.device)
 
     # ---------------------------------------------------------------- checkpoints
     def models_state_dict(self) -> dict:
-        return {"G_eval": self.evaluation_generator.state_dict(), "G_srresnet": self.G_srresnet,
-                "data_gen": self.data_gen.get_state()}
+        return {"G_srresnet": self.G_srresnet, "data_gen": self.data_gen.get_state()}
 
     def load_models_state_dict(self, ckpt: dict) -> None:
         self.G_srresnet = ckpt["G_srresnet"]

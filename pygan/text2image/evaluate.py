@@ -14,32 +14,21 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from pygan._io import atomic_path
-from pygan.training import read_checkpoint as _read_checkpoint, recalibrate_batch_norm
+from pygan.metrics import mean_ci
+from pygan.training import CheckpointFormat, recalibrate_batch_norm
 
-CHECKPOINT_FORMAT = "pygan-text2image-checkpoint-v1"
+CHECKPOINT = CheckpointFormat("pygan-text2image-checkpoint-v1", "text-to-image")
+read_checkpoint = CHECKPOINT.read
 ZERO_SHOT_CAPTIONS = 200
 VARIETY_CAPTIONS = 60
 VARIETY_SAMPLES = 16
 
 
-def read_checkpoint(path: str) -> dict:
-    return _read_checkpoint(path, CHECKPOINT_FORMAT, "text-to-image")
-
-
-def mean_ci(values, n_boot: int = 1000, seed: int = 0) -> dict:
-    """{'mean', 'ci95', 'n'}: the mean and its 95% percentile-bootstrap interval."""
-    v = np.asarray(values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return {"mean": float(v.mean()), "ci95": [float(lo), float(hi)], "n": int(len(v))}
 
 
 def recalibrate_bn(G, embeddings: Tensor, batches: int = 8, batch_size: int = 256, seed: int = 0):
@@ -63,7 +52,7 @@ def load_model(path: str, device="cpu"):
 
     ckpt = read_checkpoint(path)
     G = TextGenerator(**ckpt["G_config"])
-    G.load_state_dict(ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"])
+    G.load_state_dict(CHECKPOINT.generator_state(ckpt))
     G = recalibrate_bn(G.to(device), ckpt["calibration"])
     return G, Text.from_state_dict(ckpt["text"]), ckpt
 
@@ -149,10 +138,6 @@ def evaluate(G, text, data, n_boot: int = 1000, seed: int = 0) -> dict:
                       "real_fitting_images_ratio": mean_ci(real_ratios, n_boot), "samples_per_caption": VARIETY_SAMPLES}
     return out
 
-
-def write_metrics(metrics: dict, path: str) -> None:
-    with atomic_path(path, ".json") as tmp, open(tmp, "w") as f:
-        json.dump(metrics, f, indent=1)
 
 
 def format_metrics(m: dict) -> str:

@@ -18,7 +18,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pygan.nn import BatchNormAct2d, FusableModel, conv_bn_act
+from pygan.nn import FusableModel, conv_bn_act
+from pygan.parts import gan_init_
 
 SIZES = (16, 32, 64)
 
@@ -27,18 +28,6 @@ def check_size(size: int) -> int:
     if not isinstance(size, int) or size not in SIZES:
         raise ValueError(f"size must be one of {', '.join(map(str, SIZES))}, got {size!r}")
     return size
-
-
-def init_(module: nn.Module) -> None:
-    """DCGAN's init: conv and linear weights N(0, 0.02), biases 0; BN weight N(1, 0.02), bias 0."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, BatchNormAct2d)):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
 
 
 def _check_text(model, text: Tensor, n: int) -> None:
@@ -69,7 +58,7 @@ class TextGenerator(FusableModel):
             ch //= 2
         layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
-        init_(self)
+        gan_init_(self)
 
     def forward(self, z: Tensor, text: Tensor) -> Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
@@ -101,7 +90,7 @@ class MatchingDiscriminator(FusableModel):
         self.project = nn.Sequential(nn.Linear(text_dim, proj_dim), nn.LeakyReLU(0.2))
         self.joint = conv_bn_act(nn.Conv2d(ch + proj_dim, ch, 1, bias=False), "leaky_relu", 0.2, fused)
         self.out = nn.Conv2d(ch, 1, 4, 1, 0, bias=False)
-        init_(self)
+        gan_init_(self)
 
     def forward(self, x: Tensor, text: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1:] != (self.channels, self.size, self.size):

@@ -11,18 +11,18 @@ comes from the checkpointed generator: resume is exact.
 
 from __future__ import annotations
 
-import os
+import copy
 from dataclasses import dataclass
 
 import torch
 
 from pygan._io import save_grid
 from pygan.text2image.data import CaptionedData, load_captioned
-from pygan.text2image.evaluate import CHECKPOINT_FORMAT, evaluate, recalibrate_bn, write_metrics
+from pygan.text2image.evaluate import CHECKPOINT, evaluate, recalibrate_bn
 from pygan.text2image.losses import gan_cls_d_loss, gan_int_g_loss
 from pygan.text2image.models import SIZES, MatchingDiscriminator, TextGenerator
 from pygan.text2image.text import Text, cached_text_encoder
-from pygan.training import TrainConfig, TrainerBase, default, option, plot_curves
+from pygan.training import TrainConfig, TrainerBase, default, frozen, option
 
 # the rows of the sample grids on the embedded digits; three name held-out combinations (never trained on)
 GRID_CAPTIONS = ("a thin zero", "a thick one", "the digit 2 drawn with heavy strokes", "a thick three",
@@ -45,9 +45,7 @@ class Text2ImageConfig(TrainConfig):
     proj_dim: int = option(32, "size the text embedding is projected to in G and in D", ge=1)
     g_width: int = option(32, "generator width: channels of its last hidden layer, doubled towards 4x4", ge=1)
     d_width: int = option(16, "discriminator width: channels of its first layer, doubled per downsampling", ge=1)
-    steps: int = option(3000, "training steps", ge=1)
-    lr_g: float = option(2e-4, "generator learning rate (Adam)", gt=0)
-    lr_d: float = option(2e-4, "discriminator learning rate (Adam)", gt=0)
+    steps: int = default(3000)
     mismatch_weight: float = option(0.5, "GAN-CLS: weight of D's (real image, mismatching caption) term; the "
                                          "generated-image term gets 1 minus it (0: plain conditional GAN)", ge=0, lt=1)
     hard_mismatch: float = option(0.5, "share of the mismatching captions drawn from another image of the same "
@@ -56,11 +54,9 @@ class Text2ImageConfig(TrainConfig):
                                        "random, as the paper)", ge=0)
     int_weight: float = option(1.0, "GAN-INT: weight of G's loss on interpolated caption embeddings (0: off)", ge=0)
     int_beta: float = option(0.5, "GAN-INT: interpolation beta h1 + (1 - beta) h2", ge=0, lt=1)
-    sample_every: int = default(500)
-    checkpoint_every: int = default(500)
-    grid_size: int = option(8, "images per caption in the sample grids", ge=1)
-    eval: bool = option(True, "embedded digits: score the model at the end (class and attribute match, held-out "
-                              "combinations, variety)")
+    grid_size: int = default(8, "images per caption in the sample grids")
+    eval: bool = default(True, "embedded digits: score the model at the end (class and attribute match, held-out "
+                               "combinations, variety)")
 
     def check(self) -> None:
         if self.hard_mismatch > 1:
@@ -68,9 +64,11 @@ class Text2ImageConfig(TrainConfig):
 
 
 class Text2ImageTrainer(TrainerBase):
-    checkpoint_format = CHECKPOINT_FORMAT
-    checkpoint_kind = "text-to-image"
+    checkpoint = CHECKPOINT
     config_class = Text2ImageConfig
+    curve_panels = (("losses", {"loss_g": "G", "loss_d": "D (GAN-CLS)"}),
+                    ("D's mean sigmoid", {"d_real": "real, matching", "d_mismatch": "real, mismatching",
+                                          "d_fake": "generated"}))
 
     def __init__(self, config: Text2ImageConfig, dataset: CaptionedData | None = None):
         """`dataset` (optional): a pygan.text2image.data.CaptionedData to train on instead of `data`."""
@@ -130,8 +128,6 @@ class Text2ImageTrainer(TrainerBase):
         if use_int:
             h_int = cfg.int_beta * h + (1 - cfg.int_beta) * self.embeddings[partner[s]]
             h_all, z_all = torch.cat([h, h_int]), torch.cat([z[s], z_int[s]])
-        self.G.train()
-        self.D.train()
         with self.autocast():
             fake_all = self.g_fwd(z_all, h_all)
         fake = fake_all[:b]
@@ -141,23 +137,16 @@ class Text2ImageTrainer(TrainerBase):
             s_real = self.d_fwd(torch.cat([x, x]), torch.cat([h, h_wrong])).float()
             s_fake = self.d_fwd(self.prep(fake.detach()), h).float()
             loss_d = gan_cls_d_loss(s_real[:b], s_real[b:], s_fake, cfg.loss, cfg.mismatch_weight)
-        self.check_finite("discriminator", loss_d)
-        gnorm_d = self.optimizer_step(loss_d, self.opt_d, self.scaler_d, self.D.parameters())
+        gnorm_d = self.step_d(loss_d)
 
-        self.D.requires_grad_(False)  # G's step needs D's input gradient only
-        try:
+        with frozen(self.D):
             with self.autocast():
                 s_g = self.d_plain(self.prep(fake_all), h_all).float()
                 loss_g = gan_int_g_loss(s_g[:b], s_g[b:] if use_int else None, cfg.loss, cfg.int_weight)
-            self.check_finite("generator", loss_g)
-            gnorm_g = self.optimizer_step(loss_g, self.opt_g, self.scaler_g, self.G.parameters())
-        finally:
-            self.D.requires_grad_(True)
-        self.update_ema()
-        self.step += 1
+            gnorm_g = self.step_g(loss_g)
         with torch.no_grad():
             sr, sw, sf = (torch.sigmoid(v).mean() for v in (s_real[:b], s_real[b:], s_fake))
-        return {"step": self.step, "loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()),
+        return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()),
                 "d_real": float(sr), "d_mismatch": float(sw), "d_fake": float(sf),
                 "grad_norm_g": gnorm_g, "grad_norm_d": gnorm_d}
 
@@ -181,23 +170,16 @@ class Text2ImageTrainer(TrainerBase):
     # ---------------------------------------------------------------- outputs
     def sampler(self):
         """A copy of the evaluation generator with recalibrated BatchNorm statistics, in eval mode."""
-        import copy
-
         # seed 0, as load_model: the scores at the end of training and those of eval-text2image are the same
         return recalibrate_bn(copy.deepcopy(self.evaluation_generator), self.calibration, seed=0)
 
     @torch.no_grad()
-    def on_sample(self) -> None:
-        """samples/step_*.png: one row per grid caption (the same noise every time); and the loss curves."""
+    def save_samples(self, path: str) -> None:
+        """One row per grid caption (the same noise every time)."""
         cfg = self.config
         G = self.sampler()
         emb = self.text.embed(self.grid_captions).to(self.device).repeat_interleave(cfg.grid_size, 0)
-        save_grid(G(self.grid_z, emb).float(), os.path.join(cfg.out, "samples", f"step_{self.step:06d}.png"),
-                  nrow=cfg.grid_size, scale=2)
-        plot_curves(os.path.join(cfg.out, "curves.png"), self.history,
-                    [("losses", {"loss_g": "G", "loss_d": "D (GAN-CLS)"}),
-                     ("D's mean sigmoid", {"d_real": "real, matching", "d_mismatch": "real, mismatching",
-                                           "d_fake": "generated"})])
+        save_grid(G(self.grid_z, emb).float(), path, nrow=cfg.grid_size, scale=2)
 
     def models_state_dict(self) -> dict:
         return {"text": self.text.state_dict(), "calibration": self.calibration,
@@ -210,7 +192,4 @@ class Text2ImageTrainer(TrainerBase):
     def finish(self) -> dict:
         if not (self.config.eval and self.data.digits):
             return {}
-        G = self.sampler().cpu()
-        metrics = {"step": self.step, **evaluate(G, self.text, self.data)}
-        write_metrics(metrics, os.path.join(self.config.out, "metrics.json"))
-        return metrics
+        return self.write_metrics({"step": self.step, **evaluate(self.sampler().cpu(), self.text, self.data)})

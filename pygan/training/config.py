@@ -38,8 +38,11 @@ class TrainConfig:
     """The options every trainer shares."""
 
     out: str = option("runs/run", "output folder: checkpoint.pt, log.jsonl, samples/*.png, curves.png, metrics.json")
+    steps: int = option(1000, "training steps (iterations)", ge=1)
     batch_size: int = option(64, "minibatch size (under torchrun the global batch, split over the processes)", ge=1)
     loss: str = option("non_saturating", "adversarial loss", choices=LOSS_KINDS)
+    lr_g: float = option(2e-4, "the generator's learning rate", gt=0)
+    lr_d: float = option(2e-4, "the discriminator's learning rate", gt=0)
     beta1: float = option(0.5, "Adam beta1", ge=0, lt=1)
     beta2: float = option(0.999, "Adam beta2", ge=0, lt=1)
     ema_decay: float = option(0.995, "decay of the exponential moving average of G's weights used for samples and "
@@ -53,8 +56,11 @@ class TrainConfig:
     seed: int = option(0, "random seed (models, minibatches, noise)")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     log_every: int = option(10, "write a log.jsonl line every this many steps", ge=1)
-    sample_every: int = option(250, "save samples and the loss plot every this many steps", ge=1)
-    checkpoint_every: int = option(250, "write checkpoint.pt every this many steps (always at the end)", ge=1)
+    sample_every: int = option(500, "save samples and the loss plot every this many steps", ge=1)
+    checkpoint_every: int = option(500, "write checkpoint.pt every this many steps (always at the end)", ge=1)
+    grid_size: int = option(8, "images per row of the sample grids", ge=1)
+    eval: bool = option(True, "score the model on held-out data at the end (metrics.json), where the data has "
+                              "held-out truth")
     progress: bool = option(True, "show progress (a bar on a terminal, a periodic status line otherwise; "
                                   "--no-progress: nothing)")
 

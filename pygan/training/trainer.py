@@ -1,11 +1,15 @@
 """What every pygan trainer shares: the device, one checkpointed torch.Generator for all training randomness,
-autocast, the EMA of a model's weights, the stop on a non-finite loss, the JSONL log, atomic checkpoints with an
-exact resume, the loss-curve plot and the loop with its progress bar.
+autocast, the optimizer steps (a finite loss checked first), learning rates, the EMA of G's weights, the step count,
+the JSONL log, atomic checkpoints with an exact resume, samples, the loss-curve plot, metrics.json and the loop.
 
-Each system's trainer (pygan.dcgan, pygan.sr, ...) subclasses TrainerBase: it builds its models and hands them to
-`setup_pair` (devices, memory format, EMA, optimizers, loss scalers, DDP: the G/D pair written once), and provides
-`train_step`, what its checkpoint holds besides the pair (`models_state_dict` / `load_models_state_dict`) and,
-optionally, `on_sample` (every `sample_every` steps) and `finish` (after the last step).
+Each system's trainer (pygan.dcgan, pygan.sr, ...) subclasses TrainerBase and sets three class attributes:
+`checkpoint` (its pygan.training.CheckpointFormat), `config_class` and `curve_panels` (what curves.png draws). Its
+`__init__` calls `_setup(config)`, makes its batch sources (`setup_data`) and hands its models to `setup_pair`
+(devices, memory format, EMA, optimizers, loss scalers, DDP: the G/D pair written once). It provides `train_step`
+(one iteration's losses: `step_d(loss)` / `step_g(loss)`, D `frozen` for G's step; the base sets train mode
+before it, updates the EMA and counts the step after it) and, as it needs them: `save_samples(path)`, `finish()`
+(final metrics, `write_metrics`), `models_state_dict` / `load_models_state_dict` (what its checkpoint holds
+besides the pair), `make_optimizer` (other than Adam), `after_step`.
 
 Under torch.distributed (torchrun, or a process group the caller initialized) every rank runs the loop; the log
 file, samples, checkpoints and final evaluation come from rank 0 only (`is_main`), and the others wait for the
@@ -26,10 +30,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pygan._io import atomic_path, atomic_torch_save
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from pygan._io import atomic_path, atomic_torch_save, write_json
 from pygan.data.batches import BatchSource, SourceOptions, batch_source
+from pygan.nn import convert_sync_batch_norm_act
 from pygan.training import distributed
-from pygan.training.checkpoint import read_checkpoint
+from pygan.training.checkpoint import CheckpointError, CheckpointFormat
+from pygan.training.curves import plot_curves
 from pygan.training.precision import resolve_precision
 from pygan.training.progress import Progress
 
@@ -70,9 +78,10 @@ class TrainerBase:
     """The shared machinery; see the module docstring. `config` is a pygan.training.TrainConfig (with `steps`, or
     a subclass's total_steps)."""
 
-    checkpoint_format = ""  # set by subclasses: the 'format' written into and required of their checkpoints
-    checkpoint_kind = ""    # in error messages: "not a pygan <kind> checkpoint"
-    config_class: type = object
+    checkpoint: CheckpointFormat   # the system's checkpoint format, shared with its evaluation
+    config_class: type = object    # its config (a TrainConfig)
+    # curves.png: one panel per (y label, {log record key: legend label}); "{loss}" etc. name config fields
+    curve_panels: tuple[tuple[str, dict[str, str]], ...] = ()
 
     def _setup(self, config):
         """Validates the config and sets up the device, process group, seeds and loop state; returns the config."""
@@ -81,6 +90,11 @@ class TrainerBase:
         self.rank, self.world_size = (d.rank, d.world_size) if d else (0, 1)
         self.is_main = self.rank == 0
         self.device = d.device if d else pick_device(config.device)
+        if config.batch_size % self.world_size:
+            raise ValueError(f"batch_size ({config.batch_size}) must be a multiple of the number of processes "
+                             f"({self.world_size}): it is the global batch, split evenly over the ranks")
+        per_rank = config.batch_size // self.world_size
+        self.my_slice = slice(self.rank * per_rank, (self.rank + 1) * per_rank)  # this rank's share of a batch
         # the precision actually used (config.amp may be 'auto', resolved for this machine, not stored resolved:
         # a checkpoint resumed elsewhere resolves it again)
         self.amp, self.channels_last, self.precision_note = resolve_precision(config.amp, config.channels_last,
@@ -108,6 +122,10 @@ class TrainerBase:
         source = batch_source(data, size, channels, self.source_options(), gen=self.gen, batch_size=cfg.batch_size,
                               rank=self.rank, world_size=self.world_size, seed=cfg.seed + seed_offset,
                               device=self.device, log=say)
+        return self.add_source(name, source)
+
+    def add_source(self, name: str, source: BatchSource) -> BatchSource:
+        """A batch source made by the system itself (e.g. with label maps as the labels), kept like setup_data's."""
         self.sources[name] = source
         return source
 
@@ -121,10 +139,21 @@ class TrainerBase:
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr_g, betas=(cfg.beta1, cfg.beta2))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr_d, betas=(cfg.beta1, cfg.beta2))
+        self.opt_g = self.make_optimizer("g", self.G.parameters(), lr_g)
+        self.opt_d = self.make_optimizer("d", self.D.parameters(), lr_d)
         self.scaler_g, self.scaler_d = self.grad_scaler(), self.grad_scaler()
-        self.distribute_models(cfg.batch_size)
+        self.distribute_models()
+
+    def make_optimizer(self, which: str, params, lr: float) -> torch.optim.Optimizer:
+        """The optimizer of G (`which` 'g') or D ('d'): Adam with the config's betas unless a system says otherwise."""
+        return torch.optim.Adam(params, lr, betas=(self.config.beta1, self.config.beta2))
+
+    def set_lr(self, lr_g: float, lr_d: float | None = None) -> None:
+        """Every param group of G's optimizer at lr_g (and of D's at lr_d unless None), for the coming step."""
+        for opt, lr in ((self.opt_g, lr_g), (self.opt_d, lr_d)):
+            if lr is not None:
+                for group in opt.param_groups:
+                    group["lr"] = lr
 
     def update_ema(self) -> None:
         """After G's optimizer step (and before self.step moves on)."""
@@ -137,9 +166,11 @@ class TrainerBase:
         return self.G_ema if self.G_ema is not None else self.G
 
     def pair_state_dict(self) -> dict:
+        ev = self.evaluation_state()
         return {
             "G": self.G.state_dict(), "D": self.D.state_dict(),
             "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            **({"G_eval": ev} if ev is not None else {}),
             "G_config": self.G.config, "D_config": self.D.config,
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
@@ -155,26 +186,16 @@ class TrainerBase:
         self.scaler_g.load_state_dict(ckpt["scaler_g"])
         self.scaler_d.load_state_dict(ckpt["scaler_d"])
 
-    def distribute_models(self, batch_size: int) -> None:
-        """After self.G / self.D exist: this rank's slice of the global batch (`my_slice`), the plain (optionally
-        compiled) modules `g_plain` / `d_plain` - G making fakes for D without gradient, D scoring fakes for G while
+    def distribute_models(self) -> None:
+        """After self.G / self.D exist: the plain (optionally compiled) modules `g_plain` / `d_plain` - G making fakes for D without gradient, D scoring fakes for G while
         frozen, so that no gradient reaches the other network's DDP hooks - and `g_fwd` / `d_fwd` for the
         networks being trained: DistributedDataParallel with synchronized BatchNorm on several ranks, the plain
         modules otherwise."""
-        if batch_size % self.world_size:
-            raise ValueError(f"batch_size ({batch_size}) must be a multiple of the number of processes "
-                             f"({self.world_size}): it is the global batch, split evenly over the ranks")
-        per_rank = batch_size // self.world_size
-        self.my_slice = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
         compile_ = torch.compile if self.config.compile else (lambda m: m)
         self.g_plain, self.d_plain = compile_(self.G), compile_(self.D)
         if self.world_size == 1:
             self.g_fwd, self.d_fwd = self.g_plain, self.d_plain
             return
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        from pygan.nn import convert_sync_batch_norm_act
-
         convert_sync_batch_norm_act(self.G)
         convert_sync_batch_norm_act(self.D)
         ids = [self.device.index] if self.device.type == "cuda" else None
@@ -212,9 +233,43 @@ class TrainerBase:
         scaler.update()
         return norm
 
+    def step_g(self, loss: Tensor, name: str = "generator") -> float:
+        """G's optimizer step on `loss` (checked finite first); returns G's gradient norm."""
+        self.check_finite(name, loss)
+        return self.optimizer_step(loss, self.opt_g, self.scaler_g, self.G.parameters())
+
+    def step_d(self, loss: Tensor, name: str = "discriminator") -> float:
+        """D's optimizer step on `loss` (checked finite first); returns D's gradient norm."""
+        self.check_finite(name, loss)
+        return self.optimizer_step(loss, self.opt_d, self.scaler_d, self.D.parameters())
+
+    def iteration(self) -> dict:
+        """One training iteration: train mode, `train_step`, the EMA update, the step count, `after_step`;
+        returns the step's log record."""
+        self.G.train()
+        self.D.train()
+        rec = self.train_step()
+        self.update_ema()
+        self.step += 1
+        rec = {"step": self.step, **rec}
+        self.after_step(rec)
+        return rec
+
     # ---------------------------------------------------------------- to be provided by subclasses
     def train_step(self) -> dict:
+        """One iteration's optimizer steps; returns its log record (losses, gradient norms, ...)."""
         raise NotImplementedError
+
+    def after_step(self, rec: dict) -> None:
+        """After the step count moved on (self.step is the finished step's number)."""
+
+    def save_samples(self, path: str) -> None:
+        """Every sample_every steps and after the last (rank 0): the sample grid of this step, a PNG at `path`."""
+
+    def evaluation_state(self) -> dict | None:
+        """The generator state evaluation and sampling use, when it is not G_ema's (or G's without EMA) as it is:
+        e.g. with recalibrated BatchNorm statistics. Written into the checkpoint as 'G_eval'."""
+        return None
 
     def models_state_dict(self) -> dict:
         """What the checkpoint holds besides the pair (pair_state_dict) and the loop's state."""
@@ -222,9 +277,6 @@ class TrainerBase:
 
     def load_models_state_dict(self, ckpt: dict) -> None:
         pass
-
-    def on_sample(self) -> None:
-        """Every sample_every steps and after the last: sample grids, plots."""
 
     def finish(self) -> dict:
         """After the last step: final metrics (also returned by train)."""
@@ -236,6 +288,21 @@ class TrainerBase:
     @property
     def total_steps(self) -> int:
         return self.config.steps
+
+    # ---------------------------------------------------------------- outputs
+    def on_sample(self) -> None:
+        """samples/step_XXXXXX.png (save_samples) and curves.png."""
+        self.save_samples(os.path.join(self.config.out, "samples", f"step_{self.step:06d}.png"))
+        plot_curves(os.path.join(self.config.out, "curves.png"), self.history, self.panels())
+
+    def panels(self) -> list[tuple[str, dict[str, str]]]:
+        fields = dataclasses.asdict(self.config)
+        return [(label.format(**fields), keys) for label, keys in self.curve_panels]
+
+    def write_metrics(self, metrics: dict) -> dict:
+        """metrics.json in the run folder (atomically); returns the metrics."""
+        write_json(os.path.join(self.config.out, "metrics.json"), metrics)
+        return metrics
 
     # ---------------------------------------------------------------- log and checkpoints
     @property
@@ -265,7 +332,7 @@ class TrainerBase:
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         data = {"data": {k: s.state_dict() for k, s in self.sources.items()}} if self.sources else {}
-        return {"format": self.checkpoint_format, "step": self.step, "config": dataclasses.asdict(self.config),
+        return {"format": self.checkpoint.name, "step": self.step, "config": dataclasses.asdict(self.config),
                 "rng": rng, **data, **self.pair_state_dict(), **self.models_state_dict()}
 
     def save_checkpoint(self, path: str | None = None) -> str:
@@ -303,12 +370,16 @@ class TrainerBase:
 
     @classmethod
     def read_checkpoint(cls, path: str) -> dict:
-        return read_checkpoint(path, cls.checkpoint_format, cls.checkpoint_kind)
+        return cls.checkpoint.read(path)
 
     @classmethod
     def resume(cls, path: str, dataset=None, **overrides):
         """A trainer restored from a checkpoint; `overrides` may change e.g. `steps` (train longer) or `out`."""
         ckpt = cls.read_checkpoint(path)
+        unknown = sorted(set(ckpt["config"]) - {f.name for f in dataclasses.fields(cls.config_class)})
+        if unknown:
+            raise CheckpointError(f"{path} was written by another version of pygan (its options "
+                                  f"{', '.join(unknown)} are not this version's): it cannot be resumed")
         trainer = cls(cls.config_class(**{**ckpt["config"], **overrides}), dataset)
         trainer.load_state_dict(ckpt)
         return trainer
@@ -328,7 +399,7 @@ class TrainerBase:
         try:
             while self.step < total:
                 t0 = time.perf_counter()
-                rec = self.train_step()
+                rec = self.iteration()
                 rec["sec_per_step"] = time.perf_counter() - t0
                 if self.sources:  # of sec_per_step: the time spent waiting for real images
                     rec["data_wait_s"] = sum(s.pop_wait() for s in self.sources.values())
