@@ -16,7 +16,9 @@ import torch
 from torch import Tensor
 
 from pygan.metrics import mean_ci
-from pygan.training import CheckpointFormat
+from pygan.training import CheckpointFormat, eval_mode
+from pygan.cyclegan.models import Generators
+from pygan.metrics.classifier import cached_classifier, classify
 
 CHECKPOINT = CheckpointFormat("pygan-cyclegan-checkpoint-v1", "CycleGAN")
 read_checkpoint = CHECKPOINT.read
@@ -26,8 +28,6 @@ CLASSIFIER_EPOCHS = 15
 
 def load_generators(path: str, device="cpu"):
     """(the two generators in eval mode — the EMA's when trained with one —, the checkpoint)."""
-    from pygan.cyclegan.models import Generators
-
     ckpt = read_checkpoint(path)
     G = Generators(**ckpt["G_config"])
     G.load_state_dict(CHECKPOINT.generator_state(ckpt))
@@ -52,32 +52,28 @@ def _per_image_psnr(a: Tensor, b: Tensor) -> Tensor:
 
 def evaluate(G, domains, n_boot: int = 1000) -> dict:
     """The metrics above for the generators `G` (pygan.cyclegan.models.Generators) on `domains`' held-out pairs."""
-    from pygan.metrics.classifier import cached_classifier, classify
-
-    was = G.training
-    G.eval()
-    labels = domains.test_labels
-    half = len(domains.test_a)
-    out = {}
-    directions = (("a2b", G.a2b, G.b2a, domains.test_a, domains.test_a_true, domains.b, labels[:half]),
-                  ("b2a", G.b2a, G.a2b, domains.test_b, domains.test_b_true, domains.a, labels[half:]))
-    for name, g, f, x, true, target, y in directions:
-        fake = translate(g, x)
-        rec = translate(f, fake)
-        clf = cached_classifier(target.images, target.labels, len(target.classes), CLASSIFIER_EPOCHS)
-        kept = (classify(clf, fake)[0].argmax(1) == y).double()
-        ceiling = (classify(clf, true)[0].argmax(1) == y).double()
-        l1, base = _per_image_l1(fake, true), _per_image_l1(x, true)
-        out[name] = {
-            "content_kept": mean_ci(kept, n_boot), "classifier_on_real": mean_ci(ceiling, n_boot),
-            "translation_l1": mean_ci(l1, n_boot), "identity_baseline_l1": mean_ci(base, n_boot),
-            "translation_l1_ratio": float(l1.mean() / base.mean()),
-            "translation_psnr": mean_ci(_per_image_psnr(fake, true), n_boot),
-            "identity_baseline_psnr": mean_ci(_per_image_psnr(x, true), n_boot),
-            "cycle_l1": mean_ci(_per_image_l1(rec, x), n_boot),
-            "n_images": len(x),
-        }
-    G.train(was)
+    with eval_mode(G):
+        labels = domains.test_labels
+        half = len(domains.test_a)
+        out = {}
+        directions = (("a2b", G.a2b, G.b2a, domains.test_a, domains.test_a_true, domains.b, labels[:half]),
+                      ("b2a", G.b2a, G.a2b, domains.test_b, domains.test_b_true, domains.a, labels[half:]))
+        for name, g, f, x, true, target, y in directions:
+            fake = translate(g, x)
+            rec = translate(f, fake)
+            clf = cached_classifier(target.images, target.labels, len(target.classes), CLASSIFIER_EPOCHS)
+            kept = (classify(clf, fake)[0].argmax(1) == y).double()
+            ceiling = (classify(clf, true)[0].argmax(1) == y).double()
+            l1, base = _per_image_l1(fake, true), _per_image_l1(x, true)
+            out[name] = {
+                "content_kept": mean_ci(kept, n_boot), "classifier_on_real": mean_ci(ceiling, n_boot),
+                "translation_l1": mean_ci(l1, n_boot), "identity_baseline_l1": mean_ci(base, n_boot),
+                "translation_l1_ratio": float(l1.mean() / base.mean()),
+                "translation_psnr": mean_ci(_per_image_psnr(fake, true), n_boot),
+                "identity_baseline_psnr": mean_ci(_per_image_psnr(x, true), n_boot),
+                "cycle_l1": mean_ci(_per_image_l1(rec, x), n_boot),
+                "n_images": len(x),
+            }
     return out
 
 

@@ -10,6 +10,7 @@ from pygan._io import write_json
 from pygan.data import ImageData, digits_split, to_float
 from pygan.dcgan.models import DCGANDiscriminator, DCGANGenerator
 from pygan.training import CheckpointFormat, recalibrate_batch_norm
+from pygan.metrics import evaluate_digits
 
 CHECKPOINT = CheckpointFormat("pygan-dcgan-checkpoint-v1", "DCGAN")
 read_checkpoint = CHECKPOINT.read
@@ -26,8 +27,6 @@ def digits_metrics(sample, latent_dim: int, num_classes: int, n: int, device, n_
                    seed: int = 12345) -> dict:
     """Digits metrics of n samples of `sample(z, labels)` from fixed evaluation noise (`seed`, independent of
     training); labels balanced over the classes when conditional."""
-    from pygan.metrics import evaluate_digits
-
     g = torch.Generator(device).manual_seed(seed)
     z = torch.randn(n, latent_dim, generator=g, device=device)
     y = torch.arange(n, device=device) % num_classes if num_classes else None
@@ -141,14 +140,13 @@ def recalibrate_bn(G: DCGANGenerator, num_classes: int, batches: int = 8, batch_
     return recalibrate_batch_norm(G, forward, batches)
 
 
-
 def load_generator(path: str, ema: bool = True, device: str = "cpu") -> tuple[DCGANGenerator, dict]:
     """(generator in eval mode, checkpoint) from a checkpoint file: the sampling generator (EMA weights when
     trained with EMA, BatchNorm statistics recalibrated), or with ema=False the trained G itself."""
     ckpt = read_checkpoint(path)
     G = DCGANGenerator(**ckpt["G_config"])
     if ema:
-        G.load_state_dict(ckpt["G_sample"])
+        G.load_state_dict(CHECKPOINT.generator_state(ckpt))
     else:
         G.load_state_dict(ckpt["G"])
         recalibrate_bn(G, ckpt["num_classes"], seed=ckpt["config"]["seed"])

@@ -17,7 +17,9 @@ import torch
 from torch import Tensor
 
 from pygan.metrics import mean_ci, percentile_ci
-from pygan.training import CheckpointFormat
+from pygan.training import CheckpointFormat, eval_mode
+from pygan.segmentation.data import palette
+from pygan.segmentation.models import Adversary, Segmenter, ground_truth_map
 
 CHECKPOINT = CheckpointFormat("pygan-segmentation-checkpoint-v1", "segmentation")
 read_checkpoint = CHECKPOINT.read
@@ -27,8 +29,6 @@ CONSISTENT = 0.9   # an object is consistent when this share of its pixels gets 
 
 def load_models(path: str, device="cpu"):
     """(segmenter, adversary, checkpoint): both in eval mode, the segmenter's EMA when trained with one."""
-    from pygan.segmentation.models import Adversary, Segmenter
-
     ckpt = read_checkpoint(path)
     S, D = Segmenter(**ckpt["G_config"]), Adversary(**ckpt["D_config"])
     S.load_state_dict(CHECKPOINT.generator_state(ckpt))
@@ -130,8 +130,6 @@ def is_real(logits: Tensor, loss: str) -> Tensor:
 def adversary_accuracy(D, images: Tensor, labels: Tensor, probs: Tensor, ignore_index: int, loss: str,
                        tau: float, batch: int = 256, n_boot: int = 1000) -> dict:
     """Share of right calls on (image, encoded ground truth) and (image, prediction) of every held-out image."""
-    from pygan.segmentation.models import ground_truth_map
-
     p = next(D.parameters())
     right = []
     for i in range(0, len(images), batch):
@@ -144,18 +142,15 @@ def adversary_accuracy(D, images: Tensor, labels: Tensor, probs: Tensor, ignore_
 
 def evaluate(S, data, D=None, loss: str = "non_saturating", tau: float = 0.9, n_boot: int = 1000) -> dict:
     """The scores above for segmenter S (and adversary D, optional) on `data` (a pygan.segmentation SegData)."""
-    was = S.training, D.training if D is not None else None
-    S.eval()
-    pred, probs = predict(S, data.images)
+    with eval_mode(S):
+        pred, probs = predict(S, data.images)
     out = {"images": len(data), **segmentation_scores(confusions(pred, data.labels, data.num_classes,
                                                                  data.ignore_index), data.classes, n_boot),
            "shape": shape_consistency(pred, data.labels, data.instances, data.ignore_index, n_boot)}
     if D is not None:
-        D.eval()
-        out["adversary_accuracy"] = adversary_accuracy(D, data.images, data.labels, probs, data.ignore_index, loss,
-                                                       tau, n_boot=n_boot)
-        D.train(was[1])
-    S.train(was[0])
+        with eval_mode(D):
+            out["adversary_accuracy"] = adversary_accuracy(D, data.images, data.labels, probs, data.ignore_index,
+                                                           loss, tau, n_boot=n_boot)
     return out
 
 
@@ -178,8 +173,6 @@ def format_metrics(m: dict) -> str:
 
 def colorize(labels: Tensor, ignore_index: int) -> Tensor:
     """(N, H, W) class indices to (N, 3, H, W) colours in [-1, 1] (the VOC colour map; ignored pixels white)."""
-    from pygan.segmentation.data import palette
-
     pal = torch.from_numpy(palette()).float() / 127.5 - 1
     lab = labels.clamp(0, 255)
     out = pal[lab].permute(0, 3, 1, 2)

@@ -9,6 +9,7 @@ from pygan.sr.data import bicubic_upscale, held_out_images, make_lr
 from pygan.sr.metrics import CONVENTIONS, psnr, ssim
 from pygan.sr.models import SRResNet
 from pygan.training import CheckpointFormat
+from pygan.sr.data import save_image
 
 CHECKPOINT = CheckpointFormat("pygan-srgan-checkpoint-v1", "SRGAN")
 read_checkpoint = CHECKPOINT.read
@@ -61,8 +62,6 @@ def evaluate_sr(generators: dict[str, torch.nn.Module], scale: int, images=None)
 def save_comparison(generators: dict[str, torch.nn.Module], scale: int, path: str, crop: int = 128) -> None:
     """A PNG of the same held-out crop side by side: bicubic | each generator | original (`crop` HR pixels square,
     from the centre of the first held-out photo), each panel enlarged 2x (nearest) so the detail is visible."""
-    from pygan.sr.data import save_image
-
     name, hr = held_out_images(scale)[0]
     lr = make_lr(hr, scale)
     c = crop // scale

@@ -21,6 +21,13 @@ from torch import Tensor
 
 from pygan.metrics import mean_ci
 from pygan.training import CheckpointFormat, recalibrate_batch_norm
+from pygan.metrics.classifier import classify
+from pygan.metrics.digits import digits_classifier
+from pygan.text2image import attributes as attrs
+from pygan.text2image.captions import caption
+from pygan.text2image.data import describe
+from pygan.text2image.models import TextGenerator
+from pygan.text2image.text import Text
 
 CHECKPOINT = CheckpointFormat("pygan-text2image-checkpoint-v1", "text-to-image")
 read_checkpoint = CHECKPOINT.read
@@ -47,9 +54,6 @@ def recalibrate_bn(G, embeddings: Tensor, batches: int = 8, batch_size: int = 25
 
 def load_model(path: str, device="cpu"):
     """(generator ready to sample - the EMA's when trained with one, BN recalibrated -, its Text, the checkpoint)."""
-    from pygan.text2image.models import TextGenerator
-    from pygan.text2image.text import Text
-
     ckpt = read_checkpoint(path)
     G = TextGenerator(**ckpt["G_config"])
     G.load_state_dict(CHECKPOINT.generator_state(ckpt))
@@ -70,9 +74,6 @@ def generate(G, embeddings: Tensor, seed: int = 0, batch: int = 512) -> Tensor:
 def _scores(images: Tensor, meanings: Tensor, thresholds: np.ndarray, classifier):
     """For images generated from these meanings: (class match (N,), attribute level match (N, 2), named (N, 2):
     the attributes each meaning names)."""
-    from pygan.metrics.classifier import classify
-    from pygan.text2image import attributes as attrs
-
     m = meanings.numpy()
     pred = classify(classifier, images)[0].argmax(1).numpy()
     lv = attrs.image_levels(images, m[:, 0], thresholds)
@@ -88,10 +89,6 @@ def _mean_pairwise(x: Tensor) -> float:
 def evaluate(G, text, data, n_boot: int = 1000, seed: int = 0) -> dict:
     """The metrics of the module docstring for generator G (eval mode) and its Text on a CaptionedData of the
     digits."""
-    from pygan.metrics.digits import digits_classifier
-    from pygan.text2image.captions import caption
-    from pygan.text2image.data import describe
-
     size = G.size
     clf, clf_acc = digits_classifier(size)
     test, th = data.test, data.thresholds

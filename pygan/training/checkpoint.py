@@ -13,8 +13,9 @@ class CheckpointError(ValueError):
     """A file that is not a readable pygan checkpoint of the expected kind."""
 
 
-def load_checkpoint_file(path: str) -> dict:
-    """Any pygan checkpoint's dict; CheckpointError (one line) for a missing, unreadable or foreign file."""
+def load_checkpoint_file(path: str, kind: str = "") -> dict:
+    """Any pygan checkpoint's dict; CheckpointError (one line) for a missing, unreadable or foreign file (said to
+    be not a pygan `kind` checkpoint)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -23,7 +24,7 @@ def load_checkpoint_file(path: str) -> dict:
         first = str(e).splitlines()[0] if str(e) else ""
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {first}") from None
     if not isinstance(ckpt, dict) or "format" not in ckpt:
-        raise CheckpointError(f"{path} is not a pygan checkpoint")
+        raise CheckpointError(f"{path} is not a pygan {kind + ' ' if kind else ''}checkpoint")
     return ckpt
 
 
@@ -34,8 +35,8 @@ class CheckpointFormat:
 
     def read(self, path: str) -> dict:
         """The checkpoint at `path`; CheckpointError (one line) unless it is one of this format."""
-        ckpt = load_checkpoint_file(path)
-        if ckpt.get("format") != self.name:
+        ckpt = load_checkpoint_file(path, self.kind)
+        if ckpt["format"] != self.name:
             raise CheckpointError(f"{path} is not a pygan {self.kind} checkpoint")
         return ckpt
 
