@@ -8,9 +8,7 @@ import importlib
 import sys
 import warnings
 
-# One line per system: a module with register(train_commands, commands).
-SYSTEMS = ("pygan.dcgan.cli", "pygan.sr.cli", "pygan.cyclegan.cli", "pygan.segmentation.cli",
-           "pygan.text2image.cli")
+from pygan.systems import SYSTEMS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model", description="Train a model.")
     train_commands = train.add_subparsers(dest="model", required=True, metavar="MODEL")
     for name in SYSTEMS:
-        importlib.import_module(name).register(train_commands, commands)
+        importlib.import_module(f"pygan.{name}.cli").register(train_commands, commands)
     return p
 
 
