@@ -8,7 +8,10 @@ import importlib
 import sys
 import warnings
 
+from pygan.data import DataError
 from pygan.systems import SYSTEMS
+from pygan.training import CheckpointError, TrainingDiverged
+from pygan.training.cli import CLIError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,10 +30,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from pygan.data import DataError
-    from pygan.training import CheckpointError, TrainingDiverged
-    from pygan.training.cli import CLIError
-
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:

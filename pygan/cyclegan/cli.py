@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import os
 
+import torch
+
+from pygan._io import save_grid
+from pygan.cyclegan.data import load_domains
+from pygan.cyclegan.evaluate import evaluate, format_metrics, load_generators, translate
+from pygan.cyclegan.trainer import CycleGANTrainer
+from pygan.data import open_image
 from pygan.training.cli import CLIError, add_checkpoint_command, add_train_command
 
 
 def register(train_commands, commands) -> None:
-    from pygan.cyclegan.evaluate import format_metrics
-    from pygan.cyclegan.trainer import CycleGANTrainer
-
     add_train_command(train_commands, "cyclegan", CycleGANTrainer, "CycleGAN (unpaired image-to-image translation)",
                       "Train CycleGAN on two unpaired domains. With no options: the embedded digit domains (white "
                       "digits <-> thick blue digits on cream) at 32x32, finishing in minutes on a CPU, then scored "
@@ -30,9 +34,6 @@ def register(train_commands, commands) -> None:
 
 
 def _eval(a) -> int:
-    from pygan.cyclegan.data import load_domains
-    from pygan.cyclegan.evaluate import evaluate, format_metrics, load_generators
-
     G, ckpt = load_generators(a.checkpoint)
     cfg = ckpt["config"]
     if cfg["data_a"] != "digits":
@@ -44,12 +45,6 @@ def _eval(a) -> int:
 
 
 def _translate(a) -> int:
-    import torch
-
-    from pygan._io import save_grid
-    from pygan.cyclegan.evaluate import load_generators, translate
-    from pygan.data import open_image
-
     G, ckpt = load_generators(a.checkpoint)
     size = ckpt["config"]["size"]
     missing = [p for p in a.images if not os.path.isfile(p)]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 
+import torch
+
+from pygan._io import save_grid
+from pygan.dcgan.evaluate import checkpoint_wasserstein_estimate, format_metrics, load_generator, sample_in_chunks
+from pygan.dcgan.trainer import DCGANTrainer
+from pygan.metrics import evaluate_digits
 from pygan.training.cli import CLIError, add_checkpoint_command, add_train_command, positive
 
 
 def register(train_commands, commands) -> None:
-    from pygan.dcgan.evaluate import format_metrics
-    from pygan.dcgan.trainer import DCGANTrainer
-
     add_train_command(train_commands, "dcgan", DCGANTrainer, "DCGAN (optionally class-conditional)",
                       "Train a DCGAN. With no options: the embedded digits at 32x32, finishing in minutes on a CPU, "
                       "then scored by the digits classifier.", report=format_metrics)
@@ -47,8 +50,6 @@ def register(train_commands, commands) -> None:
 
 
 def _labels(ckpt: dict, n: int, label: int | None):
-    import torch
-
     k = ckpt["num_classes"]
     if not k:
         if label is not None:
@@ -60,11 +61,6 @@ def _labels(ckpt: dict, n: int, label: int | None):
 
 
 def _sample(a) -> int:
-    import torch
-
-    from pygan._io import save_grid
-    from pygan.dcgan.evaluate import load_generator
-
     positive("--n", a.n)
     positive("--scale", a.scale)
     G, ckpt = load_generator(a.checkpoint, ema=not a.no_ema)
@@ -79,11 +75,6 @@ def _sample(a) -> int:
 
 
 def _interpolate(a) -> int:
-    import torch
-
-    from pygan._io import save_grid
-    from pygan.dcgan.evaluate import load_generator
-
     positive("--rows", a.rows)
     positive("--steps", a.steps)
     positive("--scale", a.scale)
@@ -103,11 +94,6 @@ def _interpolate(a) -> int:
 
 
 def _eval(a) -> int:
-    import torch
-
-    from pygan.dcgan.evaluate import checkpoint_wasserstein_estimate, format_metrics, load_generator, sample_in_chunks
-    from pygan.metrics import evaluate_digits
-
     positive("--n", a.n)
     positive("--bootstrap", a.bootstrap)
     G, ckpt = load_generator(a.checkpoint, ema=not a.no_ema)

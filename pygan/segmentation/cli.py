@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from pygan.segmentation.data import load_split, palette
+from pygan.segmentation.evaluate import evaluate, format_metrics, load_models
+from pygan.segmentation.trainer import SegmentationTrainer
 from pygan.training.cli import CLIError, add_checkpoint_command, add_train_command
 
 
 def register(train_commands, commands) -> None:
-    from pygan.segmentation.evaluate import format_metrics
-    from pygan.segmentation.trainer import SegmentationTrainer
-
     add_train_command(train_commands, "segmentation", SegmentationTrainer,
                       "adversarial semantic segmentation (Luc et al. 2016)",
                       "Train a segmenter with cross-entropy + adv_weight x an adversarial loss (--adv-weight 0: the "
@@ -32,9 +37,6 @@ def register(train_commands, commands) -> None:
 
 
 def _eval(a) -> int:
-    from pygan.segmentation.data import load_split
-    from pygan.segmentation.evaluate import evaluate, format_metrics, load_models
-
     S, D, ckpt = load_models(a.checkpoint)
     cfg = ckpt["config"]
     test = load_split(cfg["data"], cfg["labels"], cfg["classes"], cfg["size"], cfg["ignore_index"],
@@ -45,14 +47,6 @@ def _eval(a) -> int:
 
 
 def _segment(a) -> int:
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-    from PIL import Image, UnidentifiedImageError
-
-    from pygan.segmentation.data import palette
-    from pygan.segmentation.evaluate import load_models
-
     S, _, ckpt = load_models(a.checkpoint)
     size, m = ckpt["config"]["size"], 2 ** S.depth
     pal = palette()

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 
+from pygan.fuse import fold_bn
+from pygan.sr.data import image_files, mod_crop, read_image, save_image
+from pygan.sr.evaluate import evaluate_sr, format_table, generators_from_checkpoint, read_checkpoint
+from pygan.sr.trainer import SRTrainer
+from pygan.sr.upscale import upscale
+from pygan.training import pick_device
 from pygan.training.cli import CLIError, add_checkpoint_command, add_train_command
 
 
 def register(train_commands, commands) -> None:
-    from pygan.sr.trainer import SRTrainer
-
     add_train_command(train_commands, "srgan", SRTrainer, "SRResNet, then SRGAN (super-resolution)",
                       "Train SRResNet on the pixel MSE, then fine-tune it as SRGAN (content + adversarial loss). With "
                       "no options: a light network on the bundled photos at x4, finishing in minutes on a CPU, then a "
@@ -39,19 +43,11 @@ def register(train_commands, commands) -> None:
 
 
 def _report(metrics: dict) -> str:
-    from pygan.sr.evaluate import format_table
-
     return (f"x{metrics['scale']}, PSNR (dB) / SSIM on the Y channel, border crop {metrics['scale']}:\n"
             + format_table(metrics))
 
 
 def _upscale(a) -> int:
-    from pygan.fuse import fold_bn
-    from pygan.sr.data import read_image, save_image
-    from pygan.sr.evaluate import generators_from_checkpoint, read_checkpoint
-    from pygan.sr.upscale import upscale
-    from pygan.training import pick_device
-
     if a.tile < 0:
         raise CLIError(f"--tile must be >= 0, got {a.tile}")
     gens = generators_from_checkpoint(read_checkpoint(a.checkpoint), pick_device(a.device))
@@ -67,9 +63,6 @@ def _upscale(a) -> int:
 
 
 def _eval_sr(a) -> int:
-    from pygan.sr.data import image_files, mod_crop, read_image
-    from pygan.sr.evaluate import evaluate_sr, format_table, generators_from_checkpoint, read_checkpoint
-
     ckpt = read_checkpoint(a.checkpoint)
     scale = ckpt["G_config"]["scale"]
     images = None

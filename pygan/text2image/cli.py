@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
+from pygan._io import save_grid
+from pygan.text2image.data import load_captioned
+from pygan.text2image.evaluate import evaluate, format_metrics, generate, load_model
+from pygan.text2image.trainer import Text2ImageTrainer
 from pygan.training.cli import CLIError, add_checkpoint_command, add_train_command, positive
 
 
 def register(train_commands, commands) -> None:
-    from pygan.text2image.evaluate import format_metrics
-    from pygan.text2image.trainer import Text2ImageTrainer
-
     add_train_command(train_commands, "text2image", Text2ImageTrainer,
                       "text-to-image GAN (Reed et al. 2016: GAN-CLS + GAN-INT)",
                       "Train a text-conditional GAN. With no options: the embedded captioned digits at 16x16 (captions "
@@ -33,9 +36,6 @@ def register(train_commands, commands) -> None:
 
 
 def _eval(a) -> int:
-    from pygan.text2image.data import load_captioned
-    from pygan.text2image.evaluate import evaluate, format_metrics, load_model
-
     G, text, ckpt = load_model(a.checkpoint)
     cfg = ckpt["config"]
     if cfg["data"] != "digits":
@@ -47,12 +47,6 @@ def _eval(a) -> int:
 
 
 def _generate(a) -> int:
-    import os
-    import sys
-
-    from pygan._io import save_grid
-    from pygan.text2image.evaluate import generate, load_model
-
     positive("--n", a.n)
     positive("--scale", a.scale)
     if not a.caption.strip():
