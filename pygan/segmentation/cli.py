@@ -1,4 +1,5 @@
-"""The segmentation system's commands: `pygan train segmentation`, `pygan eval-segmentation`, `pygan segment`."""
+"""The segmentation system's commands: `pygan train segmentation`, `pygan segment`, and `pygan eval` on its
+checkpoints (its own name: `pygan eval-segmentation`)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from pygan.segmentation.data import load_split, palette
-from pygan.segmentation.evaluate import evaluate, format_metrics, load_models
+from pygan.segmentation.evaluate import CHECKPOINT_FORMAT, evaluate, format_metrics, load_models
 from pygan.segmentation.trainer import SegmentationTrainer
-from pygan.training.cli import CLIError, add_checkpoint_command, add_train_command
+from pygan.training.cli import CheckpointCommand, CLIError, add_checkpoint_command, add_train_command
 
 
-def register(train_commands, commands) -> None:
+def register(train_commands, commands) -> dict:
     add_train_command(train_commands, "segmentation", SegmentationTrainer,
                       "adversarial semantic segmentation (Luc et al. 2016)",
                       "Train a segmenter with cross-entropy + adv_weight x an adversarial loss (--adv-weight 0: the "
@@ -24,16 +25,16 @@ def register(train_commands, commands) -> None:
                       "48x48), finishing in minutes on a CPU, then scored on the held-out scenes.",
                       report=format_metrics)
     what = "`pygan train segmentation`"
-    e = add_checkpoint_command(commands, "eval-segmentation", "score a trained segmenter on its held-out images",
-                               "Pixel accuracy, mean and per-class IoU, shape consistency and the adversary's "
-                               "accuracy, with bootstrap intervals, on the held-out images of the training data.",
-                               _eval, what)
+    e = CheckpointCommand("eval-segmentation", "score a trained segmenter on its held-out images",
+                          "Pixel accuracy, mean and per-class IoU, shape consistency and the adversary's accuracy, "
+                          "with bootstrap intervals, on the held-out images of the training data.", _eval, what)
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     s = add_checkpoint_command(commands, "segment", "segment images with a trained segmenter",
                                "Write, per image, a label PNG (palette PNG: pixel value = class, VOC colours) and a "
                                "colour overlay, both at the image's own size.", _segment, what)
     s.add_argument("images", nargs="+", help="input images (png, jpg, ...)")
     s.add_argument("--out", default="segmented", help="output folder (default: segmented)")
+    return {CHECKPOINT_FORMAT: {"eval": e}}
 
 
 def _eval(a) -> int:
