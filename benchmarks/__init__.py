@@ -5,16 +5,12 @@ runs them (interleaved variants, medians) and prints a markdown table / writes J
 pytest-benchmark tests (benchmarks/test_benchmarks.py). Benchmarks are never timed tests: nothing asserts speed.
 """
 
-SUITES = [
-    "benchmarks.bn_act",
-    "benchmarks.bias_act",
-    "benchmarks.instance_norm_act",
-    "benchmarks.gan_loss",
-    "benchmarks.blocks",
-    "benchmarks.dcgan",
-    "benchmarks.srgan",
-    "benchmarks.cyclegan",
-    "benchmarks.segmentation",
-    "benchmarks.text2image",
-    "benchmarks.data_stream",
-]
+import os
+
+from pygan.systems import SYSTEMS
+
+# the ops and blocks, then a suite per GAN system that has one (benchmarks/<system>.py), then the input pipeline
+SUITES = ([f"benchmarks.{name}" for name in ("bn_act", "bias_act", "instance_norm_act", "gan_loss", "blocks")]
+          + [f"benchmarks.{name}" for name in SYSTEMS
+             if os.path.isfile(os.path.join(os.path.dirname(__file__), f"{name}.py"))]
+          + ["benchmarks.data_stream"])

@@ -332,6 +332,6 @@ def test_cli_upscale_non_image_and_wrong_checkpoint(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
     assert main(["upscale", str(out / "checkpoint.pt"), str(tmp_path / "notes.txt"), str(tmp_path / "o.png")]) == 2
     assert "cannot read image" in capsys.readouterr().err
-    assert main(["sample", str(out / "checkpoint.pt")]) == 2  # an SRGAN checkpoint is not a DCGAN one
-    assert "not a pygan DCGAN checkpoint" in capsys.readouterr().err
+    assert main(["sample", str(out / "checkpoint.pt")]) == 2  # SRGAN checkpoints have no `sample`
+    assert "`pygan sample` takes those of `pygan train dcgan`" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()

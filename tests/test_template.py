@@ -56,6 +56,8 @@ def test_command_line(tmp_path, capsys):
     assert main(["train", "template", "--out", str(out), "--steps", "2", "--batch-size", "8", "--width", "4",
                  "--no-progress", "--device", "cpu"]) == 0
     assert "pixel Fréchet distance" in capsys.readouterr().out
+    assert main(["eval", str(out / "checkpoint.pt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 2
 
 
 def test_the_how_to_names_every_template_file_and_class_attribute():

@@ -1,38 +1,41 @@
-"""The CycleGAN system's commands: `pygan train cyclegan`, `pygan eval-cyclegan`, `pygan translate`."""
+"""The CycleGAN system's commands: `pygan train cyclegan`, and `pygan eval` / `pygan translate` on its checkpoints
+(its own name for eval: `pygan eval-cyclegan`)."""
 
 from __future__ import annotations
 
 import json
 import os
 
-from pygan.training.cli import CLIError, add_checkpoint_command, add_train_command
+import torch
+
+from pygan._io import save_grid
+from pygan.cyclegan.data import load_domains
+from pygan.cyclegan.evaluate import CHECKPOINT, evaluate, format_metrics, load_generators, translate
+from pygan.cyclegan.trainer import CycleGANTrainer
+from pygan.data import open_image
+from pygan.training.cli import CheckpointCommand, CLIError, add_train_command
 
 
-def register(train_commands, commands) -> None:
-    from pygan.cyclegan.evaluate import format_metrics
-    from pygan.cyclegan.trainer import CycleGANTrainer
-
+def register(train_commands, commands) -> dict:
     add_train_command(train_commands, "cyclegan", CycleGANTrainer, "CycleGAN (unpaired image-to-image translation)",
                       "Train CycleGAN on two unpaired domains. With no options: the embedded digit domains (white "
                       "digits <-> thick blue digits on cream) at 32x32, finishing in minutes on a CPU, then scored "
                       "against the known true translation.", report=format_metrics)
     what = "`pygan train cyclegan`"
-    e = add_checkpoint_command(commands, "eval-cyclegan", "score a CycleGAN trained on the embedded domains",
-                               "Content kept, translation error against the true translation and cycle error, both "
-                               "directions, with bootstrap intervals.", _eval, what)
+    e = CheckpointCommand("eval-cyclegan", "score a CycleGAN trained on the embedded domains",
+                          "Content kept, translation error against the true translation and cycle error, both "
+                          "directions, with bootstrap intervals.", _eval, what)
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    t = add_checkpoint_command(commands, "translate", "translate images with a trained CycleGAN",
-                               "Translate images to the other domain (each resized to the training size).",
-                               _translate, what)
+    t = CheckpointCommand("translate", "translate images with a trained CycleGAN",
+                          "Translate images to the other domain (each resized to the training size).", _translate,
+                          what)
     t.add_argument("images", nargs="+", help="input images (png, jpg, ...)")
     t.add_argument("--direction", choices=("a2b", "b2a"), default="a2b", help="a2b (default) or b2a")
     t.add_argument("--out", default="translated", help="output folder (default: translated)")
+    return {CHECKPOINT.name: {"eval": e, "translate": t}}
 
 
 def _eval(a) -> int:
-    from pygan.cyclegan.data import load_domains
-    from pygan.cyclegan.evaluate import evaluate, format_metrics, load_generators
-
     G, ckpt = load_generators(a.checkpoint)
     cfg = ckpt["config"]
     if cfg["data_a"] != "digits":
@@ -44,12 +47,6 @@ def _eval(a) -> int:
 
 
 def _translate(a) -> int:
-    import torch
-
-    from pygan._io import save_grid
-    from pygan.cyclegan.evaluate import load_generators, translate
-    from pygan.data import open_image
-
     G, ckpt = load_generators(a.checkpoint)
     size = ckpt["config"]["size"]
     missing = [p for p in a.images if not os.path.isfile(p)]

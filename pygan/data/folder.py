@@ -89,7 +89,7 @@ def _classes(files: list[str]) -> tuple[list[int] | None, list[str]]:
 
 def scan_folder(root: str, use_cache: bool = True) -> FolderIndex:
     """The FolderIndex of `root` (see the module docstring); DataError (pygan.data) when there is nothing to read."""
-    from pygan.data.images import DataError
+    from pygan.data.images import DataError  # here: pygan.data.images imports this module (a cycle)
 
     if not os.path.isdir(root):
         raise DataError(f"data folder not found: {root}")

@@ -1,54 +1,58 @@
-"""The DCGAN system's commands: `pygan train dcgan`, `pygan sample`, `pygan interpolate`, `pygan eval`."""
+"""The DCGAN system's commands: `pygan train dcgan`, `pygan interpolate`, and `pygan sample` / `pygan eval` on its
+checkpoints."""
 
 from __future__ import annotations
 
 import json
 
-from pygan.training.cli import CLIError, add_checkpoint_command, add_train_command, positive
+import torch
+
+from pygan._io import save_grid
+from pygan.dcgan.evaluate import (CHECKPOINT, checkpoint_wasserstein_estimate, format_metrics, load_generator,
+                                  sample_in_chunks)
+from pygan.dcgan.trainer import DCGANTrainer
+from pygan.metrics import evaluate_digits
+from pygan.training.cli import CheckpointCommand, CLIError, add_checkpoint_command, add_train_command, positive
 
 
-def register(train_commands, commands) -> None:
-    from pygan.dcgan.evaluate import format_metrics
-    from pygan.dcgan.trainer import DCGANTrainer
-
+def register(train_commands, commands) -> dict:
     add_train_command(train_commands, "dcgan", DCGANTrainer, "DCGAN (optionally class-conditional)",
                       "Train a DCGAN. With no options: the embedded digits at 32x32, finishing in minutes on a CPU, "
                       "then scored by the digits classifier.", report=format_metrics)
+    what = "`pygan train dcgan`"
 
-    def generator_command(name, help_, desc, run):
-        p = add_checkpoint_command(commands, name, help_, desc, run)
+    def generator_options(p):
         p.add_argument("--no-ema", action="store_true", help="use the trained generator instead of its EMA")
         p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
         return p
 
-    s = generator_command("sample", "write a grid of generated images", "Write a PNG grid of generated images.",
-                          _sample)
+    s = generator_options(CheckpointCommand("sample", "write a grid of generated images",
+                                            "Write a PNG grid of generated images.", _sample, what))
     s.add_argument("--n", type=int, default=64, help="number of images (default: 64)")
     s.add_argument("--out", default="samples.png", help="output PNG (default: samples.png)")
     s.add_argument("--label", type=int, default=None,
                    help="conditional models: generate this class only (default: classes in turn)")
     s.add_argument("--scale", type=int, default=2, help="nearest-neighbour upscaling of the PNG (default: 2)")
 
-    i = generator_command("interpolate", "latent-space interpolation rows",
-                          "Write a PNG whose rows walk in a straight line between two random latent vectors.",
-                          _interpolate)
+    i = generator_options(add_checkpoint_command(
+        commands, "interpolate", "latent-space interpolation rows",
+        "Write a PNG whose rows walk in a straight line between two random latent vectors.", _interpolate, what))
     i.add_argument("--rows", type=int, default=8, help="number of interpolations (default: 8)")
     i.add_argument("--steps", type=int, default=10, help="images per row (default: 10)")
     i.add_argument("--out", default="interpolate.png", help="output PNG (default: interpolate.png)")
     i.add_argument("--label", type=int, default=None, help="conditional models: class of every row (default: row index)")
     i.add_argument("--scale", type=int, default=2, help="nearest-neighbour upscaling of the PNG (default: 2)")
 
-    e = generator_command("eval", "score a digits generator", "Score a generator trained on the digits with the "
-                          "digits classifier: confidence, class histogram, Fréchet distances with bootstrap intervals.",
-                          _eval)
+    e = generator_options(CheckpointCommand(
+        "eval", "score a digits generator", "Score a generator trained on the digits with the digits classifier: "
+        "confidence, class histogram, Fréchet distances with bootstrap intervals.", _eval, what))
     e.add_argument("--n", type=int, default=1000, help="generated images to score (default: 1000)")
     e.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples for the intervals (default: 100)")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    return {CHECKPOINT.name: {"eval": e, "sample": s}}
 
 
 def _labels(ckpt: dict, n: int, label: int | None):
-    import torch
-
     k = ckpt["num_classes"]
     if not k:
         if label is not None:
@@ -60,11 +64,6 @@ def _labels(ckpt: dict, n: int, label: int | None):
 
 
 def _sample(a) -> int:
-    import torch
-
-    from pygan._io import save_grid
-    from pygan.dcgan.evaluate import load_generator
-
     positive("--n", a.n)
     positive("--scale", a.scale)
     G, ckpt = load_generator(a.checkpoint, ema=not a.no_ema)
@@ -79,11 +78,6 @@ def _sample(a) -> int:
 
 
 def _interpolate(a) -> int:
-    import torch
-
-    from pygan._io import save_grid
-    from pygan.dcgan.evaluate import load_generator
-
     positive("--rows", a.rows)
     positive("--steps", a.steps)
     positive("--scale", a.scale)
@@ -103,11 +97,6 @@ def _interpolate(a) -> int:
 
 
 def _eval(a) -> int:
-    import torch
-
-    from pygan.dcgan.evaluate import checkpoint_wasserstein_estimate, format_metrics, load_generator, sample_in_chunks
-    from pygan.metrics import evaluate_digits
-
     positive("--n", a.n)
     positive("--bootstrap", a.bootstrap)
     G, ckpt = load_generator(a.checkpoint, ema=not a.no_ema)

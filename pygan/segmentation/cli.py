@@ -1,17 +1,23 @@
-"""The segmentation system's commands: `pygan train segmentation`, `pygan eval-segmentation`, `pygan segment`."""
+"""The segmentation system's commands: `pygan train segmentation`, `pygan segment`, and `pygan eval` on its
+checkpoints (its own name: `pygan eval-segmentation`)."""
 
 from __future__ import annotations
 
 import json
 import os
 
-from pygan.training.cli import CLIError, add_checkpoint_command, add_train_command
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from pygan.segmentation.data import load_split, palette
+from pygan.segmentation.evaluate import CHECKPOINT, evaluate, format_metrics, load_models
+from pygan.segmentation.trainer import SegmentationTrainer
+from pygan.training.cli import CheckpointCommand, CLIError, add_checkpoint_command, add_train_command
 
 
-def register(train_commands, commands) -> None:
-    from pygan.segmentation.evaluate import format_metrics
-    from pygan.segmentation.trainer import SegmentationTrainer
-
+def register(train_commands, commands) -> dict:
     add_train_command(train_commands, "segmentation", SegmentationTrainer,
                       "adversarial semantic segmentation (Luc et al. 2016)",
                       "Train a segmenter with cross-entropy + adv_weight x an adversarial loss (--adv-weight 0: the "
@@ -19,22 +25,19 @@ def register(train_commands, commands) -> None:
                       "48x48), finishing in minutes on a CPU, then scored on the held-out scenes.",
                       report=format_metrics)
     what = "`pygan train segmentation`"
-    e = add_checkpoint_command(commands, "eval-segmentation", "score a trained segmenter on its held-out images",
-                               "Pixel accuracy, mean and per-class IoU, shape consistency and the adversary's "
-                               "accuracy, with bootstrap intervals, on the held-out images of the training data.",
-                               _eval, what)
+    e = CheckpointCommand("eval-segmentation", "score a trained segmenter on its held-out images",
+                          "Pixel accuracy, mean and per-class IoU, shape consistency and the adversary's accuracy, "
+                          "with bootstrap intervals, on the held-out images of the training data.", _eval, what)
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     s = add_checkpoint_command(commands, "segment", "segment images with a trained segmenter",
                                "Write, per image, a label PNG (palette PNG: pixel value = class, VOC colours) and a "
                                "colour overlay, both at the image's own size.", _segment, what)
     s.add_argument("images", nargs="+", help="input images (png, jpg, ...)")
     s.add_argument("--out", default="segmented", help="output folder (default: segmented)")
+    return {CHECKPOINT.name: {"eval": e}}
 
 
 def _eval(a) -> int:
-    from pygan.segmentation.data import load_split
-    from pygan.segmentation.evaluate import evaluate, format_metrics, load_models
-
     S, D, ckpt = load_models(a.checkpoint)
     cfg = ckpt["config"]
     test = load_split(cfg["data"], cfg["labels"], cfg["classes"], cfg["size"], cfg["ignore_index"],
@@ -45,14 +48,6 @@ def _eval(a) -> int:
 
 
 def _segment(a) -> int:
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-    from PIL import Image, UnidentifiedImageError
-
-    from pygan.segmentation.data import palette
-    from pygan.segmentation.evaluate import load_models
-
     S, _, ckpt = load_models(a.checkpoint)
     size, m = ckpt["config"]["size"], 2 ** S.depth
     pal = palette()

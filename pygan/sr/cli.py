@@ -1,16 +1,22 @@
-"""The SR system's commands: `pygan train srgan`, `pygan upscale`, `pygan eval-sr`."""
+"""The SR system's commands: `pygan train srgan`, `pygan upscale`, and `pygan eval` on its checkpoints (its own
+name: `pygan eval-sr`)."""
 
 from __future__ import annotations
 
 import json
 import os
 
-from pygan.training.cli import CLIError, add_checkpoint_command, add_train_command
+from pygan.fuse import fold_bn
+from pygan.data import image_files
+from pygan.sr.data import mod_crop, read_image, save_image
+from pygan.sr.evaluate import CHECKPOINT, evaluate_sr, format_table, generators_from_checkpoint, read_checkpoint
+from pygan.sr.trainer import SRTrainer
+from pygan.sr.upscale import upscale
+from pygan.training import pick_device
+from pygan.training.cli import CheckpointCommand, CLIError, add_checkpoint_command, add_train_command
 
 
-def register(train_commands, commands) -> None:
-    from pygan.sr.trainer import SRTrainer
-
+def register(train_commands, commands) -> dict:
     add_train_command(train_commands, "srgan", SRTrainer, "SRResNet, then SRGAN (super-resolution)",
                       "Train SRResNet on the pixel MSE, then fine-tune it as SRGAN (content + adversarial loss). With "
                       "no options: a light network on the bundled photos at x4, finishing in minutes on a CPU, then a "
@@ -28,30 +34,23 @@ def register(train_commands, commands) -> None:
     u.add_argument("--tile", type=int, default=128, help="LR tile size (0: whole image at once) (default: 128)")
     u.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
-    es = add_checkpoint_command(commands, "eval-sr", "PSNR / SSIM table of an SRGAN checkpoint",
-                                "PSNR / SSIM of bicubic, SRResNet and SRGAN on the held-out bundled photos (or a "
-                                "folder of HR images), per image and mean.", _eval_sr, what)
+    es = CheckpointCommand("eval-sr", "PSNR / SSIM table of an SRGAN checkpoint",
+                           "PSNR / SSIM of bicubic, SRResNet and SRGAN on the held-out bundled photos (or a folder of "
+                           "HR images), per image and mean.", _eval_sr, what)
     es.add_argument("--data", default="bundled", help="'bundled' (held-out photos) or a folder of HR images")
     es.add_argument("--convention", choices=("y", "rgb"), default="y",
                     help="y: BT.601 luma with a border crop of the scale (the paper's); rgb: all channels, same "
                          "crop (default: y)")
     es.add_argument("--json", action="store_true", help="print all metrics (both conventions) as JSON")
+    return {CHECKPOINT.name: {"eval": es}}
 
 
 def _report(metrics: dict) -> str:
-    from pygan.sr.evaluate import format_table
-
     return (f"x{metrics['scale']}, PSNR (dB) / SSIM on the Y channel, border crop {metrics['scale']}:\n"
             + format_table(metrics))
 
 
 def _upscale(a) -> int:
-    from pygan.fuse import fold_bn
-    from pygan.sr.data import read_image, save_image
-    from pygan.sr.evaluate import generators_from_checkpoint, read_checkpoint
-    from pygan.sr.upscale import upscale
-    from pygan.training import pick_device
-
     if a.tile < 0:
         raise CLIError(f"--tile must be >= 0, got {a.tile}")
     gens = generators_from_checkpoint(read_checkpoint(a.checkpoint), pick_device(a.device))
@@ -67,10 +66,6 @@ def _upscale(a) -> int:
 
 
 def _eval_sr(a) -> int:
-    from pygan.data import image_files
-    from pygan.sr.data import mod_crop, read_image
-    from pygan.sr.evaluate import evaluate_sr, format_table, generators_from_checkpoint, read_checkpoint
-
     ckpt = read_checkpoint(a.checkpoint)
     scale = ckpt["G_config"]["scale"]
     images = None

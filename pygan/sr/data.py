@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pygan._io import atomic_path
 from pygan.data import DataError, image_files, pair_files
 
 TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "motorcycle_left", "hubble_deep_field", "immunohistochemistry",
@@ -70,8 +71,6 @@ def read_image(path: str) -> Tensor:
 def save_image(x: Tensor, path: str) -> None:
     """(3, H, W) or (1, H, W) in [0, 1] -> an 8-bit PNG, written atomically."""
     from PIL import Image
-
-    from pygan._io import atomic_path
 
     arr = (x.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     im = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)

@@ -6,6 +6,7 @@ import torch
 
 from pygan.data import digits_split
 from pygan.metrics import frechet_distance
+from pygan.template.models import TemplateGenerator
 from pygan.training import CheckpointFormat
 
 CHECKPOINT = CheckpointFormat("pygan-template-checkpoint-v1", "template")
@@ -18,3 +19,11 @@ def evaluate(G, n: int = 500, seed: int = 0) -> dict:
     z = torch.randn(n, G.latent_dim, generator=torch.Generator().manual_seed(seed))
     fake = G(z.to(next(G.parameters()).device)).flatten(1).double().cpu().numpy()
     return {"pixel_frechet_distance": frechet_distance(fake, held_out), "samples": n}
+
+
+def load_generator(path: str) -> tuple[TemplateGenerator, dict]:
+    """(the evaluation generator in eval mode, the checkpoint) of a template checkpoint file."""
+    ckpt = CHECKPOINT.read(path)
+    G = TemplateGenerator(**ckpt["G_config"])
+    G.load_state_dict(CHECKPOINT.generator_state(ckpt))
+    return G.eval(), ckpt

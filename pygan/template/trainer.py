@@ -48,7 +48,7 @@ class TemplateTrainer(TrainerBase):
             with self.autocast():
                 g = losses.generator_loss(self.d_plain(self.g_fwd(z)).float(), cfg.loss)
             grad_norm_g = self.step_g(g.loss)
-        return {"loss_d": float(d.loss), "loss_g": float(g.loss), "grad_norm_d": grad_norm_d,
+        return {"loss_d": float(d.loss.detach()), "loss_g": float(g.loss.detach()), "grad_norm_d": grad_norm_d,
                 "grad_norm_g": grad_norm_g}
 
     @torch.no_grad()

@@ -1,16 +1,20 @@
-"""The text-to-image system's commands: `pygan train text2image`, `pygan eval-text2image`, `pygan generate`."""
+"""The text-to-image system's commands: `pygan train text2image`, and `pygan eval` / `pygan sample` on its
+checkpoints (its own names: `pygan eval-text2image`, `pygan generate`)."""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 
-from pygan.training.cli import CLIError, add_checkpoint_command, add_train_command, positive
+from pygan._io import save_grid
+from pygan.text2image.data import load_captioned
+from pygan.text2image.evaluate import CHECKPOINT, evaluate, format_metrics, generate, load_model
+from pygan.text2image.trainer import Text2ImageTrainer
+from pygan.training.cli import CheckpointCommand, CLIError, add_train_command, positive
 
 
-def register(train_commands, commands) -> None:
-    from pygan.text2image.evaluate import format_metrics
-    from pygan.text2image.trainer import Text2ImageTrainer
-
+def register(train_commands, commands) -> dict:
     add_train_command(train_commands, "text2image", Text2ImageTrainer,
                       "text-to-image GAN (Reed et al. 2016: GAN-CLS + GAN-INT)",
                       "Train a text-conditional GAN. With no options: the embedded captioned digits at 16x16 (captions "
@@ -18,24 +22,21 @@ def register(train_commands, commands) -> None:
                       "scored: class and attribute match on held-out captions and on combinations never trained on, "
                       "and variety within a caption.", report=format_metrics)
     what = "`pygan train text2image`"
-    e = add_checkpoint_command(commands, "eval-text2image",
-                               "score a text-to-image model trained on the embedded digits",
-                               "Class match, attribute match (seen and held-out combinations) and variety within a "
-                               "caption, with bootstrap intervals.", _eval, what)
+    e = CheckpointCommand("eval-text2image", "score a text-to-image model trained on the embedded digits",
+                          "Class match, attribute match (seen and held-out combinations) and variety within a caption, "
+                          "with bootstrap intervals.", _eval, what)
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    g = add_checkpoint_command(commands, "generate", "images from a caption with a trained text-to-image model",
-                               "Generate --n images of a caption into one grid image.", _generate, what)
+    g = CheckpointCommand("generate", "images from a caption with a trained text-to-image model",
+                          "Generate --n images of a caption into one grid image.", _generate, what)
     g.add_argument("caption", help='the caption, e.g. "a thin three"')
     g.add_argument("--n", type=int, default=16, help="images to generate (default 16)")
     g.add_argument("--out", default="grid.png", help="output image (default grid.png)")
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     g.add_argument("--scale", type=int, default=4, help="nearest-neighbour enlargement of the grid (default 4)")
+    return {CHECKPOINT.name: {"eval": e, "sample": g}}
 
 
 def _eval(a) -> int:
-    from pygan.text2image.data import load_captioned
-    from pygan.text2image.evaluate import evaluate, format_metrics, load_model
-
     G, text, ckpt = load_model(a.checkpoint)
     cfg = ckpt["config"]
     if cfg["data"] != "digits":
@@ -47,12 +48,6 @@ def _eval(a) -> int:
 
 
 def _generate(a) -> int:
-    import os
-    import sys
-
-    from pygan._io import save_grid
-    from pygan.text2image.evaluate import generate, load_model
-
     positive("--n", a.n)
     positive("--scale", a.scale)
     if not a.caption.strip():

@@ -1,5 +1,6 @@
 """What every system's commands share: `pygan train <system>` generated from the system's config and trainer, the
-checkpoint argument of the commands that use a trained model, and the one-line error of bad input."""
+commands that use a trained model (its checkpoint the first argument; CheckpointCommand: the ones `pygan eval`,
+`sample` and `translate` reach by the checkpoint's kind), and the one-line error of bad input."""
 
 from __future__ import annotations
 
@@ -58,7 +59,30 @@ def _train(args, trainer_class: type, report) -> int:
 
 def add_checkpoint_command(commands, name: str, help: str, description: str, run: Callable,
                            what: str = "`pygan train`") -> argparse.ArgumentParser:
+    """`pygan <name> CHECKPOINT`, a command of the system's own (for `pygan eval` / `sample` / `translate`, which
+    the checkpoint's kind dispatches, see CheckpointCommand)."""
     p = commands.add_parser(name, help=help, description=description)
     p.add_argument("checkpoint", help=f"a checkpoint.pt written by {what}")
     p.set_defaults(run=run)
     return p
+
+
+class CheckpointCommand(argparse.ArgumentParser):
+    """A system's `eval`, `sample` or `translate`: what `pygan <command> CHECKPOINT [options]` runs when CHECKPOINT is
+    of the system's kind (pygan.cli reads the kind, then parses the arguments with this parser). A system's
+    register() returns them as {its CHECKPOINT.name: {command: CheckpointCommand}}. `name` is the system's own
+    name for the command, which stays a command where it differs (`pygan eval-sr`, an alias); `help` is its line in
+    `pygan <command> --help`; `what` writes such checkpoints."""
+
+    def __init__(self, name: str, help: str, description: str, run: Callable, what: str):
+        self.value_options: set[str] = set()  # option strings that take a value: the checkpoint is not one of them
+        super().__init__(prog=f"pygan {name}", description=description)
+        self.name, self.help, self.what = name, help, what
+        self.add_argument("checkpoint", help=f"a checkpoint.pt written by {what}")
+        self.set_defaults(run=run)
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        if action.option_strings and action.nargs != 0:
+            self.value_options.update(action.option_strings)
+        return action
