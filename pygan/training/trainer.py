@@ -75,8 +75,7 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
 
 
 class TrainerBase:
-    """The shared machinery; see the module docstring. `config` is a pygan.training.TrainConfig (with `steps`, or
-    a subclass's total_steps)."""
+    """The shared machinery; see the module docstring. `config` is a pygan.training.TrainConfig."""
 
     checkpoint: CheckpointFormat   # the system's checkpoint format, shared with its evaluation
     config_class: type = object    # its config (a TrainConfig)
@@ -131,7 +130,7 @@ class TrainerBase:
 
     def setup_pair(self, G: nn.Module, D: nn.Module, lr_g: float, lr_d: float) -> None:
         """The G/D pair: both on the device (channels_last when configured), `G_ema` (a frozen copy of G, when
-        ema_decay > 0), an Adam optimizer each (the config's betas), a loss scaler each, and the DDP wrapping of
+        ema_decay > 0), an optimizer each (`make_optimizer`), a loss scaler each, and the DDP wrapping of
         `distribute_models`."""
         cfg = self.config
         self.G, self.D = G.to(self.device), D.to(self.device)
@@ -187,9 +186,10 @@ class TrainerBase:
         self.scaler_d.load_state_dict(ckpt["scaler_d"])
 
     def distribute_models(self) -> None:
-        """After self.G / self.D exist: the plain (optionally compiled) modules `g_plain` / `d_plain` - G making fakes for D without gradient, D scoring fakes for G while
-        frozen, so that no gradient reaches the other network's DDP hooks - and `g_fwd` / `d_fwd` for the
-        networks being trained: DistributedDataParallel with synchronized BatchNorm on several ranks, the plain
+        """After self.G / self.D exist: the plain (optionally compiled) modules `g_plain` / `d_plain` - G making
+        fakes for D without gradient, D scoring fakes for G while frozen, so that no gradient reaches the other
+        network's DDP hooks - and `g_fwd` / `d_fwd` for the networks being trained: DistributedDataParallel with
+        synchronized BatchNorm on several ranks (each rank trains on its `my_slice` of a global batch), the plain
         modules otherwise."""
         compile_ = torch.compile if self.config.compile else (lambda m: m)
         self.g_plain, self.d_plain = compile_(self.G), compile_(self.D)
