@@ -34,7 +34,7 @@ def activation_module(activation: str, negative_slope: float = 0.01, slope: nn.P
     if act.slope == "fixed":
         return act.module(negative_slope)
     module = act.module()
-    if act.slope == "learned" and slope is not None:
+    if act.learned_slope and slope is not None:
         module.weight = slope
     return module
 
@@ -46,7 +46,7 @@ def fused_batch_norm(bn: _BatchNorm, activation: str = "identity", negative_slop
     cls = FUSED_FOR[type(bn)]
     args = (bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats, "meta")
     kwargs = dict(sync=sync, process_group=process_group)
-    if activation == "prelu":
+    if activations.get(activation).learned_slope:
         fused = prelu_reading(slope_owner, cls, *args, **kwargs)
     else:
         fused = cls(*args, activation=activation, negative_slope=negative_slope, **kwargs)
@@ -59,8 +59,9 @@ def fused_batch_norm(bn: _BatchNorm, activation: str = "identity", negative_slop
 def fused_instance_norm(norm: nn.Module, activation: str = "identity", negative_slope: float = 0.01) -> _InstanceNormAct:
     """An InstanceNormAct applying `activation` that shares `norm`'s parameter and buffer tensors (a learned slope is
     not taken over: pygan.fuse leaves InstanceNorm + PReLU alone)."""
-    if activations.get(activation).slope == "learned":
-        raise ValueError("fused_instance_norm: a learned slope (prelu) is not taken over from a separate module")
+    if activations.get(activation).learned_slope:
+        raise ValueError(f"fused_instance_norm: a learned slope ({activation}) is not taken over from a separate "
+                         "module")
     cls = FUSED_INSTANCE_FOR[type(norm)]
     fused = cls(norm.num_features, norm.eps, norm.momentum, norm.affine, norm.track_running_stats, "meta",
                 activation=activation, negative_slope=negative_slope)
