@@ -22,6 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from pygan._compat import conv_forward
 from pygan.nn import BatchNormAct2d, FusableModel, conv_bn_act
 from pygan.ops import bias_act
 
@@ -53,7 +54,7 @@ class Conv2dLeakyReLU(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.fused:
-            return bias_act(self._conv_forward(x, self.weight, None), self.bias, "leaky_relu", 0.2)
+            return bias_act(conv_forward(self, x, self.weight, None), self.bias, "leaky_relu", 0.2)
         return nn.functional.leaky_relu(super().forward(x), 0.2)
 
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _NormBase
 
+from pygan._compat import NormBase
 from pygan.ops import activations, batch_norm_act
 from pygan.ops.sync_batch_norm_act import sync_batch_norm_act
 
 
-class _BatchNormAct(_NormBase):
-    # Deliberately not a subclass of nn.BatchNorm2d / _BatchNorm: tools that rewrite those (for example
+class _BatchNormAct(NormBase):
+    # Deliberately not a subclass of nn.BatchNorm2d / BatchNormBase: tools that rewrite those (for example
     # nn.SyncBatchNorm.convert_sync_batchnorm) would silently drop the activation.
     _expected_dims: tuple[int, ...] = ()
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pygan._compat import conv_forward, conv_transpose_output_padding
 from pygan.nn.batch_norm_act import BatchNormAct2d, SlopeOwner, prelu_reading
 from pygan.nn.convert import activation_module
 from pygan.ops import activations
@@ -137,7 +138,7 @@ class ConvTranspose2dBNAct(_ConvBNAct):
 
     def _conv(self, x, weight, bias):
         c = self.conv
-        output_padding = c._output_padding(x, None, c.stride, c.padding, c.kernel_size, 2, c.dilation)
+        output_padding = conv_transpose_output_padding(c, x)
         return F.conv_transpose2d(x, weight, bias, c.stride, c.padding, output_padding, c.groups, c.dilation)
 
 
@@ -155,7 +156,7 @@ class Conv2dBNAct(_ConvBNAct):
                      dtype)
 
     def _conv(self, x, weight, bias):
-        return self.conv._conv_forward(x, weight, bias)
+        return conv_forward(self.conv, x, weight, bias)
 
 
 class StockConvBNAct(nn.Module):

@@ -8,8 +8,8 @@ Every conversion keeps state_dict keys and values, so checkpoints move both ways
 from __future__ import annotations
 
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
+from pygan._compat import BatchNormBase
 from pygan.ops import activations
 from pygan.nn.batch_norm_act import BatchNormAct1d, BatchNormAct2d, BatchNormAct3d, _BatchNormAct, prelu_reading
 from pygan.nn.instance_norm_act import InstanceNormAct1d, InstanceNormAct2d, InstanceNormAct3d, _InstanceNormAct
@@ -39,7 +39,7 @@ def activation_module(activation: str, negative_slope: float = 0.01, slope: nn.P
     return module
 
 
-def fused_batch_norm(bn: _BatchNorm, activation: str = "identity", negative_slope: float = 0.01,
+def fused_batch_norm(bn: BatchNormBase, activation: str = "identity", negative_slope: float = 0.01,
                      slope_owner: nn.Module | None = None, sync: bool = False, process_group=None) -> _BatchNormAct:
     """A BatchNormAct applying `activation` that shares `bn`'s parameter and buffer tensors (it reads and updates
     the very same ones); a PReLU's slope is read from `slope_owner` (which keeps its key)."""

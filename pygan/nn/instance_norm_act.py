@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.instancenorm import _InstanceNorm
 
+from pygan._compat import InstanceNormBase
 from pygan.ops import activations, instance_norm_act
 
 
-class _InstanceNormAct(_InstanceNorm):
+class _InstanceNormAct(InstanceNormBase):
     _stock: type = nn.InstanceNorm2d
 
     def __init__(

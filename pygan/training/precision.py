@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import torch
 
+from pygan._compat import cpu_has_native_bf16
+
 
 def native_bf16_cpu() -> bool:
     """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX) that oneDNN uses."""
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool((probe and probe()) or (amx and amx()))
+    return cpu_has_native_bf16()
 
 
 def resolve_precision(amp: str, channels_last: bool, device: torch.device) -> tuple[str, bool, str]:
