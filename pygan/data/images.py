@@ -16,13 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pygan.data.folder import IMAGE_EXTENSIONS  # noqa: F401 (re-exported: pygan.data.images.IMAGE_EXTENSIONS)
+from pygan.data.errors import DataError
+from pygan.data.folder import IMAGE_EXTENSIONS, scan_folder  # noqa: F401 (re-exported: .IMAGE_EXTENSIONS)
 DIGITS_HOLDOUT = 0.2    # fraction of each class held out of training, for evaluation
 DIGITS_SPLIT_SEED = 0   # the hold-out split is fixed: the same for every run and every machine
-
-
-class DataError(ValueError):
-    """Bad or missing training data; the message is meant for the user as is."""
 
 
 @dataclass
@@ -107,8 +104,6 @@ def image_folder(root: str, size: int, channels: int = 3, uint8: bool = False) -
     """Every image under `root` (scanned by pygan.data.folder.scan_folder, cached); images in a sub-folder get that
     sub-folder's relative path as class. Images directly in `root` (no sub-folders with images) give unlabelled
     data. `uint8`: keep the pixels as uint8 (normalise them per batch with to_float) instead of float in [-1, 1]."""
-    from pygan.data.folder import scan_folder
-
     index = scan_folder(root)
     x = torch.from_numpy(np.stack([_read_or_fail(index.path(i), size, channels) for i in range(len(index))]))
     y = torch.tensor(index.labels) if index.labels is not None else None
