@@ -3,9 +3,10 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY(pygan, m) {
-  // Batch norm (batch statistics when training, the running ones otherwise) followed by an activation:
-  // identity | relu | leaky_relu (negative_slope) | prelu (slope: 1 or C values). Functional, so autograd and
-  // torch.compile handle it plainly. Returns (out, save_mean, save_invstd), statistics in the accumulation dtype.
+  // Batch norm (batch statistics when training, the running ones otherwise) followed by an activation of the table
+  // in common/activation.h (negative_slope for a fixed slope; slope, 1 or C values, for a learned one). Functional,
+  // so autograd and torch.compile handle it plainly. Returns (out, save_mean, save_invstd), statistics in the
+  // accumulation dtype.
   m.def("batch_norm_act(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, "
         "Tensor? slope, bool training, float eps, str activation, float negative_slope) -> (Tensor, Tensor, Tensor)");
   // running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance
@@ -22,7 +23,7 @@ TORCH_LIBRARY(pygan, m) {
   m.def("batch_norm_act_recoverable(Tensor? weight, Tensor? bias, Tensor? slope, str activation, "
         "float negative_slope, ScalarType dtype) -> bool");
   // saved is the forward input, or its output when saved_is_output (invertible activations only).
-  // Returns (grad_input, grad_weight, grad_bias, grad_slope); grad_slope is empty unless activation is prelu.
+  // Returns (grad_input, grad_weight, grad_bias, grad_slope); grad_slope is empty unless the slope is learned.
   m.def("batch_norm_act_backward(Tensor grad_out, Tensor saved, bool saved_is_output, Tensor? weight, "
         "Tensor? bias, Tensor? slope, Tensor save_mean, Tensor save_invstd, bool training, str activation, "
         "float negative_slope) -> (Tensor, Tensor, Tensor, Tensor)");
@@ -38,7 +39,7 @@ TORCH_LIBRARY(pygan, m) {
   // saved is the forward input, or its output when saved_is_output (invertible activations, no residual); residual
   // (the forward's) is given when act'(z) needs it. training: the statistics were the input's (their gradient
   // terms are included). Returns (grad_input, grad_weight, grad_bias, grad_slope, grad_residual); grad_slope is
-  // empty unless prelu, grad_residual (= grad_out * act'(z)) empty unless residual is given.
+  // empty unless the slope is learned, grad_residual (= grad_out * act'(z)) empty unless residual is given.
   m.def("instance_norm_act_backward(Tensor grad_out, Tensor saved, bool saved_is_output, Tensor? residual, "
         "Tensor? weight, Tensor? bias, Tensor? slope, Tensor save_mean, Tensor save_invstd, bool training, "
         "str activation, float negative_slope) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
@@ -51,8 +52,9 @@ TORCH_LIBRARY(pygan, m) {
   // act(input + bias[c]): the epilogue of a convolution with BatchNorm folded in (bias / slope may have another
   // floating dtype than input; math in the accumulation dtype). Output in input's dtype and memory format.
   m.def("bias_act(Tensor input, Tensor? bias, Tensor? slope, str activation, float negative_slope) -> Tensor");
-  // saved is the forward output when saved_is_output (identity, relu, leaky_relu with negative_slope > 0), else
-  // its input. Returns (grad_input, grad_bias, grad_slope); grad_slope is empty unless activation is prelu.
+  // saved is the forward output when saved_is_output (the derivative follows from it: output_gives_derivative in
+  // the table, and no learned slope), else its input. Returns (grad_input, grad_bias, grad_slope); grad_slope is
+  // empty unless the slope is learned.
   m.def("bias_act_backward(Tensor grad_out, Tensor saved, bool saved_is_output, Tensor? bias, Tensor? slope, "
         "str activation, float negative_slope) -> (Tensor, Tensor, Tensor)");
 }

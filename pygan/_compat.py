@@ -2,17 +2,49 @@
 releases it supports (docs/build.md, "Supported torch versions"), in one place: when a torch release moves one, this
 is the file to fix.
 
-The private APIs are used for speed or for reading real data past a tracing mode; none changes what is computed.
+The private APIs are used for speed, for reading real data past a tracing mode, or to share stock modules' own
+code (the normalization base classes, a convolution's forward); none changes what is computed.
+tests/test_private_torch_api.py fails on a private torch API named anywhere else in pygan.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
 from torch._prims_common import suggest_memory_format  # noqa: F401  (re-exported: the layout an op's output keeps)
 from torch._subclasses.fake_tensor import is_fake
+from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
+from torch.nn.modules.instancenorm import _InstanceNorm
 
 __all__ = ["suggest_memory_format", "below_autograd", "dispatch_mode_active", "outside_dispatch_modes",
-           "tracing", "has_kernel_for", "batch_norm_eps_error"]
+           "tracing", "has_kernel_for", "batch_norm_eps_error", "NormBase", "BatchNormBase", "InstanceNormBase",
+           "conv_forward", "conv_transpose_output_padding", "cpu_has_native_bf16"]
+
+# The stock normalization base classes. NormBase: every BatchNorm (its parameters, running statistics and their
+# state_dict handling), the base of pygan's BatchNormAct; BatchNormBase: nn.BatchNorm{1,2,3}d (and
+# nn.SyncBatchNorm); InstanceNormBase: nn.InstanceNorm{1,2,3}d, the base of pygan's InstanceNormAct.
+NormBase = _NormBase
+BatchNormBase = _BatchNorm
+InstanceNormBase = _InstanceNorm
+
+
+def conv_forward(conv: nn.Module, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """`conv` (an nn.Conv{1,2,3}d) applied to x with the given weight and bias, padding mode included."""
+    return conv._conv_forward(x, weight, bias)
+
+
+def conv_transpose_output_padding(conv: nn.Module, x: Tensor, output_size=None, num_spatial_dims: int = 2):
+    """The output_padding `conv` (an nn.ConvTranspose{1,2,3}d) uses for input x (and output_size, if given)."""
+    return conv._output_padding(x, output_size, conv.stride, conv.padding, conv.kernel_size, num_spatial_dims,
+                                conv.dilation)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX) that oneDNN uses; False where this torch cannot
+    tell."""
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool((probe and probe()) or (amx and amx()))
 
 
 def below_autograd():

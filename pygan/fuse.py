@@ -1,17 +1,18 @@
 """pygan.fuse(model): stock BatchNorm + activation pairs run through the fused op; pygan.fold_bn(model): BatchNorm
 folded into the preceding convolutions for inference.
 
-fuse keeps every state_dict key and value: a BatchNorm{1,2,3}d followed by ReLU or LeakyReLU becomes the matching
-pygan.nn.BatchNormAct (same parameters and buffers, same name) and the activation an nn.Identity (it has no
-parameters). A PReLU's slope must keep its key (`<prelu>.weight`): in a Sequential the PReLU becomes a
-SlopeOwner, an identity that still owns that parameter, and the fused module reads its slope from there; in a
+fuse keeps every state_dict key and value: a BatchNorm{1,2,3}d followed by an activation of the table
+(pygan/ops/activations.py: its stock module, or one of its functions) becomes the matching pygan.nn.BatchNormAct
+(same parameters and buffers, same name) and the activation an nn.Identity (when it has no parameters). A learned
+slope (PReLU's) must keep its key (`<prelu>.weight`): in a Sequential the PReLU becomes a SlopeOwner, an identity
+that still owns that parameter, and the fused module reads its slope from there; in a
 traced model the PReLU stays, uncalled, as the owner. It rewrites nn.Sequential containers in place of their
 children (module types elsewhere are kept), then, for pairs it could not reach that way, models whose forward
 torch.fx can trace (the result is then an fx.GraphModule).
 
-InstanceNorm{1,2,3}d followed by an activation (not PReLU) becomes pygan.nn.InstanceNormAct the same way; in a
-traced model, an InstanceNorm whose output is added to another tensor (`norm(x) + r`, a ResNet block's second
-half), optionally followed by an activation, becomes one fused call with the residual.
+InstanceNorm{1,2,3}d followed by an activation (not one with a learned slope) becomes pygan.nn.InstanceNormAct the
+same way; in a traced model, an InstanceNorm whose output is added to another tensor (`norm(x) + r`, a ResNet
+block's second half), optionally followed by an activation, becomes one fused call with the residual.
 """
 
 from __future__ import annotations
@@ -22,11 +23,17 @@ import operator
 import torch
 from torch import fx, nn
 
+from pygan.ops import activations
 from pygan.nn.batch_norm_act import BatchNormAct2d, SlopeOwner, _BatchNormAct
 from pygan.nn.conv_bn_act import _ConvBNAct, fold_into_conv
 from pygan.nn.instance_norm_act import _InstanceNormAct
 from pygan.nn.convert import (FUSED_FOR, FUSED_INSTANCE_FOR, activation_module, activation_of, fused_batch_norm,
                               fused_instance_norm)
+
+
+def _learned_slope(spec) -> bool:
+    """Whether the activation of (activation, negative_slope) has a learned slope (its module owns the parameter)."""
+    return activations.get(spec[0]).learned_slope
 
 
 def _slope_fits(act, bn) -> bool:
@@ -44,11 +51,11 @@ def _fuse_sequentials(model: nn.Module, prefix: str, done: list[str]) -> None:
         bn, act = model._modules[a], model._modules[b]
         spec = activation_of(act)
         if type(bn) in FUSED_FOR and spec is not None and _slope_fits(act, bn):
-            owner = SlopeOwner(act.weight) if spec[0] == "prelu" else None
+            owner = SlopeOwner(act.weight) if _learned_slope(spec) else None
             model._modules[a] = fused_batch_norm(bn, *spec, slope_owner=owner)
             model._modules[b] = owner if owner is not None else nn.Identity()
             done.append(f"{prefix}{a} + {prefix}{b} -> {type(model._modules[a]).__name__}({spec[0]})")
-        elif type(bn) in FUSED_INSTANCE_FOR and spec is not None and spec[0] != "prelu":
+        elif type(bn) in FUSED_INSTANCE_FOR and spec is not None and not _learned_slope(spec):
             model._modules[a] = fused_instance_norm(bn, *spec)
             model._modules[b] = nn.Identity()
             done.append(f"{prefix}{a} + {prefix}{b} -> {type(model._modules[a]).__name__}({spec[0]})")
@@ -76,7 +83,7 @@ def _fuse_traced(model: nn.Module, done: list[str]) -> nn.Module:
             continue
         parent, _, leaf = node.target.rpartition(".")
         # A fused PReLU stays in the model, no longer called, as the owner of the slope under its key.
-        fused = fused_batch_norm(modules[node.target], *spec, slope_owner=act if spec[0] == "prelu" else None)
+        fused = fused_batch_norm(modules[node.target], *spec, slope_owner=act if _learned_slope(spec) else None)
         setattr(gm.get_submodule(parent) if parent else gm, leaf, fused)
         user.replace_all_uses_with(node)
         gm.graph.erase_node(user)
@@ -99,7 +106,7 @@ def _activation_user(node, modules):
     user = next(iter(node.users))
     act = modules.get(user.target) if user.op == "call_module" else user.target if user.op == "call_function" else None
     spec = activation_of(act) if act is not None else None
-    if spec is None or spec[0] == "prelu" or (user.op == "call_function" and (len(user.args) != 1 or user.kwargs)):
+    if spec is None or _learned_slope(spec) or (user.op == "call_function" and (len(user.args) != 1 or user.kwargs)):
         return None
     return user, spec
 
@@ -138,10 +145,10 @@ def _fuse_instance_norms(gm, modules, done: list[str]) -> bool:
 
 
 def fuse(model: nn.Module, report: bool = False):
-    """A copy of `model` in which every BatchNorm followed by an activation of the spec (ReLU, LeakyReLU, PReLU, Tanh,
-    Sigmoid) and every InstanceNorm followed by one (not PReLU) or by a residual add runs through pygan's fused ops, with
-    the same state_dict keys and values (checkpoints load both ways). With report=True, returns (model, list of
-    what was fused)."""
+    """A copy of `model` in which every BatchNorm followed by an activation of the spec (pygan/ops/activations.py)
+    and every InstanceNorm followed by one (without a learned slope) or by a residual add runs through pygan's fused
+    ops, with the same state_dict keys and values (checkpoints load both ways). With report=True, returns (model,
+    list of what was fused)."""
     model = copy.deepcopy(model)
     done: list[str] = []
     _fuse_sequentials(model, "", done)

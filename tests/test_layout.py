@@ -1,6 +1,6 @@
-"""The package's layering: no module imports a higher layer, no GAN system imports another or holds a part another
-system needs (no name or code defined in two systems: a second user moves the part to a shared layer), and pygan
-modules are imported at module level."""
+"""The package's layering: no module imports a higher layer, no import cycles, no GAN system imports another or
+holds a part another system needs (no name or code defined in two systems: a second user moves the part to a
+shared layer), and pygan modules are imported at module level."""
 
 import ast
 from pathlib import Path
@@ -58,10 +58,9 @@ def test_every_top_level_part_has_a_layer():
 
 
 # Function-level `from pygan ...` imports hide the arrows this file checks and save nothing (`pygan` imports every
-# system's trainer to build its parser). The ones that stay, each with its reason:
-FUNCTION_LEVEL_IMPORTS = {
-    ("data/folder.py", "pygan.data.images"),  # pygan.data.images imports pygan.data.folder: a cycle
-}
+# system's trainer to build its parser). The ones that must stay (an optional dependency, say), each with its
+# reason as (file, module): none today.
+FUNCTION_LEVEL_IMPORTS: set[tuple[str, str]] = set()
 
 
 def _function_level_pygan_imports(path: Path):
@@ -153,3 +152,97 @@ def test_the_shared_part_check_sees_copies(tmp_path, monkeypatch):
     found = _shared_parts(("one", "two"))
     assert any("ImagePool is defined in one/parts.py, two/parts.py" in f for f in found)
     assert any(f.startswith("the same code in one/parts.py:pool, two/parts.py:history") for f in found)
+
+
+# ---------------------------------------------------------------- import cycles
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+PACKAGE = {_module_name(p): p for p in ROOT.rglob("*.py")}
+
+
+def _resolve(name: str) -> str | None:
+    """The pygan module that importing `name` runs: itself, or the nearest enclosing module (a name in it)."""
+    while name and name not in PACKAGE:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def imported_modules(source: str, package: str) -> set[str]:
+    """The pygan modules `source` (of module `package`'s package) imports, at module level or deferred inside a
+    function: a deferred import only hides a cycle until the function first runs."""
+    out = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out.update(_resolve(a.name) for a in node.names if a.name.split(".")[0] == "pygan")
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the package the module is in
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            if base.split(".")[0] != "pygan":
+                continue
+            for a in node.names:
+                full = f"{base}.{a.name}"
+                out.add(full if full in PACKAGE else _resolve(base))
+    return {m for m in out if m is not None}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def _graph() -> dict[str, set[str]]:
+    graph = {}
+    for name, path in PACKAGE.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        graph[name] = imported_modules(path.read_text(), package) - {name}
+    return graph
+
+
+def test_the_import_scan_sees_the_package():
+    graph = _graph()
+    assert len(graph) >= 60 and sum(map(len, graph.values())) >= 150
+    assert {"pygan.data.folder", "pygan.data.errors"} <= graph["pygan.data.images"]
+    assert "pygan._ext" in graph["pygan.ops.batch_norm_act"]  # `from pygan import _ext`: the submodule
+    assert "pygan.data" in graph["pygan.cli"]  # deferred (inside main) and a name of the package
+    deferred = "def f():\n    from pygan.data.images import load\n"
+    assert imported_modules(deferred, "pygan.data") == {"pygan.data.images"}
+    assert imported_modules("from . import folder\nfrom .images import load\n", "pygan.data") == {
+        "pygan.data.folder", "pygan.data.images"}
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycles():
+    cycles = import_cycles(_graph())
+    assert not cycles, "pygan modules import each other (move the shared piece down): " + "; ".join(
+        " <-> ".join(c) for c in cycles)

@@ -179,6 +179,49 @@ def test_explicit_precision_is_kept(tmp_path):
     assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
 
 
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("flags,given", [([], None), (["--channels-last"], True), (["--no-channels-last"], False)])
+def test_an_explicit_channels_last_wins_over_amp_auto(monkeypatch, native, flags, given):
+    import pygan.training.precision as precision
+    from pygan.cli import build_parser
+    from pygan.training.config import given as given_options
+
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: native)
+    args = build_parser().parse_args(["train", "dcgan", *flags])
+    config = TrainConfig(**given_options(args, TrainConfig))
+    assert config.amp == "auto" and config.channels_last is given  # the DCGAN default; not given: None
+    amp, channels_last, note = precision.resolve_precision(config.amp, config.channels_last, torch.device("cpu"))
+    auto_choice = native  # bf16 + channels_last on a native-bf16 CPU, fp32 + NCHW elsewhere
+    assert (amp, channels_last) == ("bf16" if native else "none", auto_choice if given is None else given)
+    assert ("as given" in note) == (given is not None)
+    # any other --amp: as given, off when not given
+    args = build_parser().parse_args(["train", "dcgan", "--amp", "none", *flags])
+    config = TrainConfig(**given_options(args, TrainConfig))
+    assert precision.resolve_precision(config.amp, config.channels_last, torch.device("cpu"))[:2] == (
+        "none", bool(given))
+
+
+def test_explicit_no_channels_last_under_amp_auto_is_kept_on_resume(tmp_path, monkeypatch):
+    import pygan.training.precision as precision
+
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: True)
+    tr = Trainer(tiny(tmp_path, steps=2, channels_last=False))  # the config object, as a caller gives it
+    assert (tr.amp, tr.channels_last) == ("bf16", False) and conv_weight(tr.G).is_contiguous()
+    tr.train()
+    assert read_checkpoint(str(tmp_path / "run" / "checkpoint.pt"))["config"]["channels_last"] is False
+    again = Trainer.resume(str(tmp_path / "run" / "checkpoint.pt"), steps=3)
+    assert (again.amp, again.channels_last) == ("bf16", False)
+    again.train()
+    recs = [json.loads(l) for l in open(tmp_path / "run" / "log.jsonl")]
+    assert [(r["step"], r["channels_last"]) for r in recs if "precision" in r] == [(0, False)]
+    assert "--no-channels-last as given" in recs[0]["precision_note"]
+    # left unset, the checkpoint keeps it unset: a resume resolves 'auto' again
+    tr = Trainer(tiny(tmp_path / "b", steps=2))
+    tr.train()
+    assert read_checkpoint(str(tmp_path / "b" / "run" / "checkpoint.pt"))["config"]["channels_last"] is None
+    assert Trainer.resume(str(tmp_path / "b" / "run" / "checkpoint.pt"), steps=3).channels_last is True
+
+
 def test_learning_rate_decay(tmp_path):
     from pygan.training.schedule import linear_decay
 

@@ -106,8 +106,9 @@ PYGAN_HD T act_derivative_of_saved(T s, T slope, bool from_output) {
   else return act_derivative<A>(s, slope);  // the same function of y and of z
 }
 
-// Pre-activation from the output; only called for invertible activations (identity, leaky with slope > 0, so
-// that y and z have the same sign). tanh and sigmoid count as not invertible (see the table): never called.
+// Pre-activation from the output; only called for invertible activations (the table's rule: Leaky only with
+// slope > 0, so that y and z have the same sign). tanh and sigmoid count as not invertible (see the table):
+// never called.
 template <Act A, typename T>
 PYGAN_HD T act_inverse(T y, T slope) {
   if constexpr (A == Act::Leaky) return y / act_derivative<A>(y, slope);

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 
 from pygan.data.folder import FolderIndex, scan_folder
-from pygan.data.images import DataError, ImageData, load, to_float
+from pygan.data.errors import DataError
+from pygan.data.images import ImageData, load, to_float
 from pygan.data.stream import BatchNumbers, GlobalBatches
 
 DATA_MODES = ("auto", "memory", "stream")

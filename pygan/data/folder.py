@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 
 from pygan._io import atomic_path, cache_root
+from pygan.data.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 CACHE_VERSION = 1
@@ -89,8 +90,6 @@ def _classes(files: list[str]) -> tuple[list[int] | None, list[str]]:
 
 def scan_folder(root: str, use_cache: bool = True) -> FolderIndex:
     """The FolderIndex of `root` (see the module docstring); DataError (pygan.data) when there is nothing to read."""
-    from pygan.data.images import DataError  # here: pygan.data.images imports this module (a cycle)
-
     if not os.path.isdir(root):
         raise DataError(f"data folder not found: {root}")
     root = os.path.abspath(root)

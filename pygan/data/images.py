@@ -16,13 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pygan.data.folder import IMAGE_EXTENSIONS, scan_folder  # noqa: F401 (re-exported: IMAGE_EXTENSIONS)
+from pygan.data.errors import DataError
+from pygan.data.folder import IMAGE_EXTENSIONS, scan_folder  # noqa: F401 (re-exported: .IMAGE_EXTENSIONS)
 DIGITS_HOLDOUT = 0.2    # fraction of each class held out of training, for evaluation
 DIGITS_SPLIT_SEED = 0   # the hold-out split is fixed: the same for every run and every machine
-
-
-class DataError(ValueError):
-    """Bad or missing training data; the message is meant for the user as is."""
 
 
 @dataclass

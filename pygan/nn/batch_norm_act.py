@@ -1,9 +1,9 @@
 """BatchNormAct{1,2,3}d: torch.nn.BatchNorm{1,2,3}d followed by an activation, in one fused op.
 
 Same constructor arguments (`bias=False` included), parameters, buffers and state_dict keys as the stock BatchNorm
-modules (a state_dict moves between the two unchanged), plus `activation` and `negative_slope`. With
-activation='prelu' the module also owns the PReLU slope, a parameter named `slope` (1 or num_features values,
-initialised like nn.PReLU). Where the two differ on purpose: docs/ops.md, "Differences from torch.nn.BatchNorm".
+modules (a state_dict moves between the two unchanged), plus `activation` and `negative_slope`. With an
+activation whose slope is learned (prelu) the module also owns the slope, a parameter named `slope` (1 or
+num_features values, initialised like the activation's stock module). Where the two differ on purpose: docs/ops.md, "Differences from torch.nn.BatchNorm".
 
 sync=True (or convert_sync_batch_norm_act(model)) makes training-mode statistics those of the whole batch over
 all ranks of `process_group` (pygan.ops.sync_batch_norm_act), like torch.nn.SyncBatchNorm; outside an
@@ -15,14 +15,14 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _NormBase
 
+from pygan._compat import NormBase
 from pygan.ops import activations, batch_norm_act
 from pygan.ops.sync_batch_norm_act import sync_batch_norm_act
 
 
-class _BatchNormAct(_NormBase):
-    # Deliberately not a subclass of nn.BatchNorm2d / _BatchNorm: tools that rewrite those (for example
+class _BatchNormAct(NormBase):
+    # Deliberately not a subclass of nn.BatchNorm2d / BatchNormBase: tools that rewrite those (for example
     # nn.SyncBatchNorm.convert_sync_batchnorm) would silently drop the activation.
     _expected_dims: tuple[int, ...] = ()
 
@@ -52,7 +52,7 @@ class _BatchNormAct(_NormBase):
         self.negative_slope = float(negative_slope)
         self.sync = bool(sync)
         self.process_group = process_group
-        if act.slope == "learned":
+        if act.learned_slope:
             if prelu_parameters not in (1, num_features):
                 raise ValueError(f"prelu_parameters must be 1 or num_features ({num_features}), got {prelu_parameters}")
             self.slope = nn.Parameter(torch.full((prelu_parameters,), float(prelu_init), device=device, dtype=dtype))

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pygan._compat import conv_forward, conv_transpose_output_padding
 from pygan.nn.batch_norm_act import BatchNormAct2d, SlopeOwner, prelu_reading
 from pygan.nn.convert import activation_module
 from pygan.ops import activations
@@ -74,7 +75,7 @@ class _ConvBNAct(nn.Module):
     def _add_bn(self, out_channels, activation, negative_slope, eps=1e-5, momentum=0.1, affine=True,
                 track_running_stats=True, device=None, dtype=None) -> None:
         args = (out_channels, eps, momentum, affine, track_running_stats, device, dtype)
-        if activations.get(activation, type(self).__name__).slope == "learned":
+        if activations.get(activation, type(self).__name__).learned_slope:
             init = activations.get(activation).default_slope
             owner = SlopeOwner(nn.Parameter(torch.full((1,), init, device=device, dtype=dtype)))
             self.bn = prelu_reading(owner, BatchNormAct2d, *args)
@@ -123,7 +124,7 @@ class _ConvBNAct(nn.Module):
 
 
 class ConvTranspose2dBNAct(_ConvBNAct):
-    """nn.ConvTranspose2d -> BatchNorm2d -> activation ('identity' | 'relu' | 'leaky_relu' | 'prelu')."""
+    """nn.ConvTranspose2d -> BatchNorm2d -> activation (a name of the table, pygan/ops/activations.py)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
                  groups: int = 1, bias: bool = False, dilation=1, activation: str = "relu", negative_slope: float = 0.01,
@@ -137,12 +138,12 @@ class ConvTranspose2dBNAct(_ConvBNAct):
 
     def _conv(self, x, weight, bias):
         c = self.conv
-        output_padding = c._output_padding(x, None, c.stride, c.padding, c.kernel_size, 2, c.dilation)
+        output_padding = conv_transpose_output_padding(c, x)
         return F.conv_transpose2d(x, weight, bias, c.stride, c.padding, output_padding, c.groups, c.dilation)
 
 
 class Conv2dBNAct(_ConvBNAct):
-    """nn.Conv2d -> BatchNorm2d -> activation ('identity' | 'relu' | 'leaky_relu' | 'prelu')."""
+    """nn.Conv2d -> BatchNorm2d -> activation (a name of the table, pygan/ops/activations.py)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = False, padding_mode: str = "zeros", activation: str = "leaky_relu",
@@ -155,7 +156,7 @@ class Conv2dBNAct(_ConvBNAct):
                      dtype)
 
     def _conv(self, x, weight, bias):
-        return self.conv._conv_forward(x, weight, bias)
+        return conv_forward(self.conv, x, weight, bias)
 
 
 class StockConvBNAct(nn.Module):

@@ -8,8 +8,8 @@ Every conversion keeps state_dict keys and values, so checkpoints move both ways
 from __future__ import annotations
 
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
+from pygan._compat import BatchNormBase
 from pygan.ops import activations
 from pygan.nn.batch_norm_act import BatchNormAct1d, BatchNormAct2d, BatchNormAct3d, _BatchNormAct, prelu_reading
 from pygan.nn.instance_norm_act import InstanceNormAct1d, InstanceNormAct2d, InstanceNormAct3d, _InstanceNormAct
@@ -34,19 +34,19 @@ def activation_module(activation: str, negative_slope: float = 0.01, slope: nn.P
     if act.slope == "fixed":
         return act.module(negative_slope)
     module = act.module()
-    if act.slope == "learned" and slope is not None:
+    if act.learned_slope and slope is not None:
         module.weight = slope
     return module
 
 
-def fused_batch_norm(bn: _BatchNorm, activation: str = "identity", negative_slope: float = 0.01,
+def fused_batch_norm(bn: BatchNormBase, activation: str = "identity", negative_slope: float = 0.01,
                      slope_owner: nn.Module | None = None, sync: bool = False, process_group=None) -> _BatchNormAct:
     """A BatchNormAct applying `activation` that shares `bn`'s parameter and buffer tensors (it reads and updates
     the very same ones); a PReLU's slope is read from `slope_owner` (which keeps its key)."""
     cls = FUSED_FOR[type(bn)]
     args = (bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats, "meta")
     kwargs = dict(sync=sync, process_group=process_group)
-    if activation == "prelu":
+    if activations.get(activation).learned_slope:
         fused = prelu_reading(slope_owner, cls, *args, **kwargs)
     else:
         fused = cls(*args, activation=activation, negative_slope=negative_slope, **kwargs)
@@ -59,8 +59,9 @@ def fused_batch_norm(bn: _BatchNorm, activation: str = "identity", negative_slop
 def fused_instance_norm(norm: nn.Module, activation: str = "identity", negative_slope: float = 0.01) -> _InstanceNormAct:
     """An InstanceNormAct applying `activation` that shares `norm`'s parameter and buffer tensors (a learned slope is
     not taken over: pygan.fuse leaves InstanceNorm + PReLU alone)."""
-    if activations.get(activation).slope == "learned":
-        raise ValueError("fused_instance_norm: a learned slope (prelu) is not taken over from a separate module")
+    if activations.get(activation).learned_slope:
+        raise ValueError(f"fused_instance_norm: a learned slope ({activation}) is not taken over from a separate "
+                         "module")
     cls = FUSED_INSTANCE_FOR[type(norm)]
     fused = cls(norm.num_features, norm.eps, norm.momentum, norm.affine, norm.track_running_stats, "meta",
                 activation=activation, negative_slope=negative_slope)

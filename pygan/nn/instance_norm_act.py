@@ -4,7 +4,7 @@ before it), in one fused op.
 Same constructor arguments, parameters, buffers, state_dict keys, input checks (unbatched input included) and
 running-statistics behaviour as the stock InstanceNorm modules — forward, the checks and state_dict loading are
 stock's own (torch.nn.modules.instancenorm._InstanceNorm); only the computation differs — plus `activation` and
-`negative_slope`; with activation='prelu' the module owns the slope, a parameter named `slope`.
+`negative_slope`; with a learned-slope activation (prelu) the module owns the slope, a parameter named `slope`.
 `module(x, residual)` adds `residual` (x's shape) before the activation: the second half of a ResNet block.
 Deliberately not a subclass of nn.InstanceNorm2d: tools that rewrite those would drop the activation.
 """
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.instancenorm import _InstanceNorm
 
+from pygan._compat import InstanceNormBase
 from pygan.ops import activations, instance_norm_act
 
 
-class _InstanceNormAct(_InstanceNorm):
+class _InstanceNormAct(InstanceNormBase):
     _stock: type = nn.InstanceNorm2d
 
     def __init__(
@@ -40,7 +40,7 @@ class _InstanceNormAct(_InstanceNorm):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         self.activation = activation
         self.negative_slope = float(negative_slope)
-        if act.slope == "learned":
+        if act.learned_slope:
             if prelu_parameters not in (1, num_features):
                 raise ValueError(f"prelu_parameters must be 1 or num_features ({num_features}), got {prelu_parameters}")
             self.slope = nn.Parameter(torch.full((prelu_parameters,), float(prelu_init), device=device, dtype=dtype))

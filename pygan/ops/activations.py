@@ -45,6 +45,11 @@ class Activation:
     functions: tuple = ()
     default_slope: float = 0.0
 
+    @property
+    def learned_slope(self) -> bool:
+        """The slope is a tensor of 1 or C values, a parameter of the module (not a float argument)."""
+        return self.slope == "learned"
+
 
 def _sloped_derivative(z: Tensor, slope) -> Tensor:
     return torch.where(z > 0, torch.ones_like(z), torch.zeros_like(z) + slope)
@@ -90,6 +95,11 @@ ACTIVATIONS: dict[str, Activation] = {a.name: a for a in _TABLE}
 NAMES: tuple[str, ...] = tuple(ACTIVATIONS)
 
 
+def learned_slope_names() -> str:
+    """The quoted names of the entries with a learned slope, joined by " or " (as the C++ messages list them)."""
+    return " or ".join(f"'{a.name}'" for a in _TABLE if a.learned_slope)
+
+
 def get(name: str, where: str = "activation") -> Activation:
     """The entry for `name`; a ValueError naming `where` and the choices otherwise."""
     try:
@@ -111,4 +121,4 @@ def output_suffices(name: str, negative_slope: float) -> bool:
     """Whether backward needs only the output y (not the input): act'(z) follows from y and no learned slope needs
     z's value (a learned slope's gradient reads z itself)."""
     act = ACTIVATIONS[name]
-    return act.slope != "learned" and _holds(act.output_gives_derivative, negative_slope > 0)
+    return not act.learned_slope and _holds(act.output_gives_derivative, negative_slope > 0)

@@ -1,7 +1,7 @@
 """pygan.ops.batch_norm_act: batch normalization followed by an activation, fused.
 
 Forward is one statistics pass and one normalize-and-activate pass; backward one reduction pass and one
-input-gradient pass. For invertible activations (identity, leaky_relu / prelu with a positive slope) only the
+input-gradient pass. For invertible activations (`invertible` in pygan/ops/activations.py) only the
 output is kept for backward and the normalized input is recovered from it, so the input's memory can be freed
 (the In-Place ABN idea) — without changing the parametrization: weight, bias and running stats are those of
 torch.nn.BatchNorm2d. When that recovery would be inexact (a weight near zero, a bias large next to its weight, a
@@ -38,8 +38,9 @@ def batch_norm_act(
 ) -> Tensor:
     """act(F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)).
 
-    Arguments as torch.nn.functional.batch_norm, plus `activation` ('identity', 'relu', 'leaky_relu', 'prelu'),
-    `negative_slope` (leaky_relu) and `slope` (prelu: a tensor of 1 or C values, learnable).
+    Arguments as torch.nn.functional.batch_norm, plus `activation` (a name of the activation table,
+    pygan/ops/activations.py), `negative_slope` (a fixed slope) and `slope` (a learned slope: a tensor of 1 or C
+    values, learnable).
     Running statistics are updated in place when training. Works on (N, C, *) inputs of float32/64, float16
     and bfloat16 (statistics in float32), contiguous or channels_last; the output keeps the memory format.
     """
@@ -97,7 +98,8 @@ def _stat_input_grad(saved, saved_is_output, weight, bias, slope, mean, invstd, 
     view = lambda v: v.to(acc).reshape([1, -1] + [1] * (nd - 2))  # noqa: E731
     if saved_is_output:
         s = saved.to(acc)
-        z = reference.activation_inverse(s, activation, view(slope) if activations.get(activation).slope == "learned" else negative_slope)
+        learned = activations.get(activation).learned_slope
+        z = reference.activation_inverse(s, activation, view(slope) if learned else negative_slope)
         x_hat = (z - (view(bias) if bias is not None else 0)) / (view(weight) if weight is not None else 1)
     else:
         x_hat = (saved.to(acc) - view(mean)) * view(invstd)

@@ -1,10 +1,10 @@
 """pygan.ops.bias_act: per-channel bias + activation in one pass (the epilogue of a convolution whose
 BatchNorm was folded into its weight and bias, pygan.fold_bn / eval-mode conv blocks).
 
-Forward reads the input once and writes the output once; backward reads grad_out and one saved tensor. For
-identity, relu and leaky_relu with a positive slope the output is saved (its sign is that of the
-pre-activation), as for tanh and sigmoid (their derivative is 1 - y^2, y (1 - y)), so the input can be freed;
-prelu keeps the input (its slope gradient needs the value).
+Forward reads the input once and writes the output once; backward reads grad_out and one saved tensor. Where the
+activation's derivative follows from its output (`output_gives_derivative` in pygan/ops/activations.py: the sign
+of the output is that of the pre-activation, or the derivative is a function of the output, 1 - y^2 or y (1 - y))
+the output is saved, so the input can be freed; a learned slope keeps the input (its gradient needs the value).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def bias_act(
     """act(x + bias.view(1, C, 1, ...)) for (N, C, *) input of float32/64, float16 or bfloat16 (math in fp32 for
     the half types), contiguous or channels_last (the output keeps the memory format).
 
-    activation: 'identity', 'relu', 'leaky_relu' (negative_slope), 'prelu' (slope: 1 or C values, learnable),
-    'tanh' or 'sigmoid' (generator output layers).
+    activation: a name of the activation table (pygan/ops/activations.py); negative_slope for a fixed slope, slope
+    (1 or C values, learnable) for a learned one.
     bias may be None (activation only) and may have another floating dtype than x (e.g. fp32 under autocast).
     """
     activations.get(activation, "bias_act")

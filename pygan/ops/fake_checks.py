@@ -29,17 +29,18 @@ def check_like_kernel(op: str, input: Tensor, activation: str, per_channel: dict
         if t is not None:
             torch._check(t.dim() == 1 and t.shape[0] == C,
                          lambda: f"{op}: {name} must be a 1-D tensor with {C} elements (one per channel of input, dim 1), got shape {tuple(t.shape)}")
-    if activations.get(activation).slope == "learned":
+    if activations.get(activation).learned_slope:
         torch._check(slope is not None, lambda: f"{op}: activation='{activation}' needs slope (1 or C elements)")
         torch._check(slope.dim() == 1 and slope.shape[0] in (1, C),
                      lambda: f"{op}: slope must be a 1-D tensor with {C} elements or a single element (one per channel of input, dim 1), got shape {tuple(slope.shape)}")
     elif slope is not None:
-        raise RuntimeError(f"{op}: slope is only used with activation='prelu', got activation='{activation}'")
+        raise RuntimeError(f"{op}: slope is only used with activation={activations.learned_slope_names()}, "
+                           f"got activation='{activation}'")
 
 
 def fake_slope_grad(saved: Tensor, activation: str, slope: Tensor | None) -> Tensor:
     """The slope gradient a backward kernel returns: slope's size for a learned slope, else empty."""
-    if activations.get(activation).slope == "learned":
+    if activations.get(activation).learned_slope:
         return saved.new_empty((slope.numel(),), dtype=slope.dtype)
     return saved.new_empty((0,), dtype=acc_dtype(saved.dtype))
 

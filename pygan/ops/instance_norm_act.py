@@ -5,10 +5,10 @@ dims, as torch.nn.InstanceNorm{1,2,3}d followed by the add and the activation. F
 normalize-and-activate pass per plane, backward a reduction and an input-gradient pass per plane; on the CPU a task
 owns whole planes, so a plane that fits in cache is read from memory once per direction.
 
-What backward keeps: without a residual and with an invertible activation (identity, leaky_relu / prelu with a
-positive slope) only the output, the normalized input recovered from it as in batch_norm_act (same accuracy rule:
-pygan.ops.batch_norm_act.can_recover_from_output); otherwise the input, plus the residual when the activation's
-derivative needs the pre-activation (any activation but identity).
+What backward keeps: without a residual and with an invertible activation (`invertible` in the table,
+pygan/ops/activations.py) only the output, the normalized input recovered from it as in batch_norm_act (same
+accuracy rule: pygan.ops.batch_norm_act.can_recover_from_output); otherwise the input, plus the residual when the
+activation's derivative needs the pre-activation (any activation but identity).
 """
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ def instance_norm_act(
 ) -> Tensor:
     """act(F.instance_norm(input, running_mean, running_var, weight, bias, use_input_stats, momentum, eps) + residual).
 
-    Arguments as torch.nn.functional.instance_norm, plus `activation` (a name of the activation table),
-    `negative_slope` (leaky_relu), `slope` (prelu: 1 or C values, learnable) and `residual` (input's shape, added
-    before the activation). With use_input_stats the running statistics, when given, are updated in place as
-    stock does (the mean over the batch of the per-sample statistics, unbiased variance); without it they
-    normalize. (N, C, *) input of float32/64, float16 or bfloat16 (statistics in float32), contiguous or
-    channels_last; the output keeps the memory format.
+    Arguments as torch.nn.functional.instance_norm, plus `activation` (a name of the activation table,
+    pygan/ops/activations.py), `negative_slope` (a fixed slope), `slope` (a learned slope: 1 or C values,
+    learnable) and `residual` (input's shape, added before the activation). With use_input_stats the running
+    statistics, when given, are updated in place as stock does (the mean over the batch of the per-sample
+    statistics, unbiased variance); without it they normalize. (N, C, *) input of float32/64, float16 or bfloat16
+    (statistics in float32), contiguous or channels_last; the output keeps the memory format.
     """
     activations.get(activation, OP)
     if use_input_stats:
@@ -93,7 +93,7 @@ def _x_hat(saved, from_output, weight, bias, slope, mean, invstd, activation, ne
     nd, acc = saved.dim(), reference.acc_dtype(saved.dtype)
     if from_output:
         view = lambda v: v.to(acc).reshape([1, -1] + [1] * (nd - 2))  # noqa: E731
-        sl = view(slope) if activations.get(activation).slope == "learned" else negative_slope
+        sl = view(slope) if activations.get(activation).learned_slope else negative_slope
         z = reference.activation_inverse(saved.to(acc), activation, sl)
         return (z - (view(bias) if bias is not None else 0)) / (view(weight) if weight is not None else 1)
     plane = lambda v: v.to(acc).reshape(list(v.shape) + [1] * (nd - 2))  # noqa: E731

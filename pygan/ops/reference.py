@@ -29,7 +29,7 @@ def _reduce_dims(ndim: int) -> list[int]:
 
 
 def _slope_view(activation: str, slope: Tensor | None, negative_slope: float, ndim: int, dtype: torch.dtype):
-    if activations.get(activation).slope == "learned":
+    if activations.get(activation).learned_slope:
         return _channel_view(slope.to(dtype), ndim)
     return negative_slope
 
@@ -41,7 +41,7 @@ def activation_forward(z: Tensor, activation: str, slope, negative_slope: float 
 
 
 def activation_inverse(y: Tensor, activation: str, slope) -> Tensor:
-    """z from y = act(z) for the invertible activations (identity; leaky_relu / prelu with positive slopes)."""
+    """z from y = act(z) for the invertible activations (the table's `invertible`)."""
     act = activations.get(activation)
     if act.inverse is None:
         raise ValueError(f"{activation} is not invertible")
@@ -55,7 +55,7 @@ def activation_derivative(z: Tensor, activation: str, slope) -> Tensor:
 
 def _slope_grad(activation: str, z: Tensor, gy: Tensor, slope: Tensor | None, dims, like: Tensor) -> Tensor:
     """Gradient of a learned slope: sum of gy * z where z <= 0 (per channel, or one value); empty otherwise."""
-    if activations.get(activation).slope != "learned":
+    if not activations.get(activation).learned_slope:
         return like.new_empty(0)
     grad = torch.where(z > 0, torch.zeros_like(z), gy * z).sum(dims)
     return (grad.sum().reshape(1) if slope.numel() == 1 else grad).to(slope.dtype)
@@ -169,8 +169,8 @@ def batch_norm_act_backward(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients of batch_norm_act's `out` w.r.t. (input, weight, bias, slope), given grad_out.
 
-    `saved` is the forward input, or its output when saved_is_output (identity, leaky_relu / prelu with
-    positive slopes): then the pre-activation is z = act^-1(out) and x_hat = (z - bias) / weight. With
+    `saved` is the forward input, or its output when saved_is_output (an invertible activation, as the
+    table's `invertible` allows): then the pre-activation is z = act^-1(out) and x_hat = (z - bias) / weight. With
     dz = grad_out * act'(z) and M values per channel:
       grad_input  = weight * invstd * (dz - mean(dz) - x_hat * mean(dz * x_hat))   (training)
                   = weight * invstd * dz                                           (eval)
@@ -266,11 +266,11 @@ def bias_act_backward(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of bias_act w.r.t. (input, bias, slope).
 
-    `saved` is the forward output when saved_is_output (identity, relu, leaky_relu with a positive slope: the
-    sign of the output is that of the pre-activation z, which is all the derivative needs; tanh, sigmoid: their
-    derivative is a function of the output), else the input
-    (prelu, whose slope gradient needs z itself). grad_bias has C values (bias's dtype; the accumulation dtype
-    when bias is None); grad_slope has slope's size for prelu and is empty otherwise.
+    `saved` is the forward output when saved_is_output (activations.output_suffices: the sign of
+    the output is that of the pre-activation z, which is all the derivative needs, or the derivative is a function
+    of the output), else the input (a learned slope's gradient needs z itself). grad_bias has C values (bias's
+    dtype; the accumulation dtype when bias is None); grad_slope has slope's size for a learned slope and is empty
+    otherwise.
     """
     nd, acc = saved.dim(), acc_dtype(saved.dtype)
     dims = _reduce_dims(nd)

@@ -13,8 +13,8 @@ global statistics, zero but in a double backward), and the input gradient is com
 rank, as torch.nn.SyncBatchNorm's do: DistributedDataParallel averages them with everything else. So: one
 collective per direction per layer.
 
-Activation-only saving as in batch_norm_act: when x_hat can be recovered from the output (identity, leaky_relu /
-prelu with positive slopes, well-conditioned weight and bias), only the output is kept for backward.
+Activation-only saving as in batch_norm_act: when x_hat can be recovered from the output (an invertible activation
+of the table, well-conditioned weight and bias), only the output is kept for backward.
 
 Double backward (gradient penalties such as R1 through synchronized layers): a backward that builds a graph
 (create_graph=True) computes the same formula with differentiable operations and a differentiable all_reduce,

@@ -7,6 +7,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from pygan._compat import NormBase
+
 
 @torch.no_grad()
 def recalibrate_batch_norm(model: nn.Module, forward_batch: Callable[[int], object], batches: int) -> nn.Module:
@@ -15,7 +17,7 @@ def recalibrate_batch_norm(model: nn.Module, forward_batch: Callable[[int], obje
 
     Statistics gathered during training lag the weights and, for an EMA generator, belong to other weights
     altogether: eval-mode samples from them come out washed out. Deterministic when `forward_batch` is."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+    bns = [m for m in model.modules() if isinstance(m, NormBase)]
     momenta = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()

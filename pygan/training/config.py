@@ -20,10 +20,12 @@ from pygan.data.batches import BAD_DATA, CROPS, DATA_MODES
 from pygan.losses import LOSS_KINDS
 
 
-def option(default, help: str, *, choices=None, ge=None, gt=None, lt=None, le=None):
+def option(default, help: str, *, choices=None, ge=None, gt=None, lt=None, le=None, unset: str | None = None):
     """A config field: its default, its help (one line, no default: that is added), and what a valid value is
-    (one of `choices`; >= ge; > gt; < lt; <= le)."""
-    return dataclasses.field(default=default, metadata=dict(help=help, choices=choices, ge=ge, gt=gt, lt=lt, le=le))
+    (one of `choices`; >= ge; > gt; < lt; <= le). A default of None means "not given"; `unset` says what that
+    does (the help shows it as the default)."""
+    return dataclasses.field(default=default, metadata=dict(help=help, choices=choices, ge=ge, gt=gt, lt=lt, le=le,
+                                                            unset=unset))
 
 
 class default:
@@ -49,8 +51,9 @@ class TrainConfig:
                                      "evaluation (0: off)", ge=0, lt=1)
     amp: str = option("none", "autocast precision (auto: the fastest measured at equal quality on this machine, see "
                               "pygan/training/precision.py; none: fp32)", choices=("none", "bf16", "fp16", "auto"))
-    channels_last: bool = option(False, "channels_last memory format for models and inputs (faster convolutions on "
-                                        "CPUs with oneDNN and on GPUs)")
+    channels_last: bool | None = option(None, "channels_last memory format for models and inputs (faster "
+                                               "convolutions on CPUs with oneDNN and on GPUs); given, it wins over "
+                                               "--amp auto's choice", unset="--amp auto's choice, else off")
     compile: bool = option(False, "torch.compile the generator and discriminator")
     fused: bool = option(True, "pygan's fused kernels (--no-fused: the same models from stock torch.nn layers)")
     seed: int = option(0, "random seed (models, minibatches, noise)")
@@ -128,9 +131,10 @@ def add_options(parser: argparse.ArgumentParser, config_class: type) -> None:
         help_ = f.metadata["help"]
         if f.metadata.get("choices") is not None:
             help_ += f": {', '.join(map(str, f.metadata['choices']))}"
-        help_ += f" (default: {f.default})"
+        help_ += f" (default: {f.metadata.get('unset') if f.default is None else f.default})"
         help_ = help_.replace("%", "%%")  # argparse formats help strings with %
         typ = f.type if isinstance(f.type, str) else f.type.__name__
+        typ = typ.removesuffix(" | None")  # None: the option's default when not given
         if typ == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:

@@ -42,6 +42,10 @@ from pygan.training.precision import resolve_precision
 from pygan.training.progress import Progress
 
 
+# 2: channels_last None is "not given" (version 1 wrote False for it)
+CONFIG_VERSION = 2
+
+
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
@@ -333,6 +337,7 @@ class TrainerBase:
             rng["cuda"] = torch.cuda.get_rng_state_all()
         data = {"data": {k: s.state_dict() for k, s in self.sources.items()}} if self.sources else {}
         return {"format": self.checkpoint.name, "step": self.step, "config": dataclasses.asdict(self.config),
+                "config_version": CONFIG_VERSION,
                 "rng": rng, **data, **self.pair_state_dict(), **self.models_state_dict()}
 
     def save_checkpoint(self, path: str | None = None) -> str:
@@ -380,7 +385,10 @@ class TrainerBase:
         if unknown:
             raise CheckpointError(f"{path} was written by another version of pygan (its options "
                                   f"{', '.join(unknown)} are not this version's): it cannot be resumed")
-        trainer = cls(cls.config_class(**{**ckpt["config"], **overrides}), dataset)
+        saved = dict(ckpt["config"])
+        if ckpt.get("config_version", 1) < 2 and saved.get("amp") == "auto" and saved.get("channels_last") is False:
+            saved["channels_last"] = None  # version 1 stored False for "not given", which --amp auto overrode
+        trainer = cls(cls.config_class(**{**saved, **overrides}), dataset)
         trainer.load_state_dict(ckpt)
         return trainer
 

@@ -3,8 +3,9 @@
 //
 // Argument checks, layout handling and the orchestration of passes live once in batch_norm_act.cpp; a
 // backend (CPU, CUDA) supplies four passes through the `Backend` table. Backward can recover the normalized
-// input from the saved *output* when the activation is invertible (identity, leaky/prelu with a positive
-// slope), so the forward input need not be kept alive (the In-Place ABN idea); otherwise it reads the input.
+// input from the saved *output* when the activation is invertible (`invertible` in the table,
+// common/activation.h), so the forward input need not be kept alive (the In-Place ABN idea); otherwise it reads
+// the input.
 #include "common/accumulate.h"
 #include "common/activation.h"
 #include "common/host_device.h"

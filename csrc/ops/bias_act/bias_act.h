@@ -15,7 +15,7 @@
 namespace pygan::bias_act {
 
 // Per-channel vectors as the kernels read them: always two contiguous [C] tensors in the accumulation dtype (bias
-// zeros when absent; slope the fixed negative slope unless prelu, a shared prelu slope expanded), so the inner
+// zeros when absent; slope the fixed negative slope unless learned, a shared learned slope expanded), so the inner
 // loops index plain arrays with unit stride and vectorize.
 struct Params {
   at::Tensor bias, slope;

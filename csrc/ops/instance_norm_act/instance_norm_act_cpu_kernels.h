@@ -266,43 +266,52 @@ void grad_input_run(const scalar_t* g, const scalar_t* sv, const scalar_t* rv, s
   }
 }
 
-template <typename scalar_t, Act A, bool FromOutput, bool Res>
-void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, const at::Tensor& r, const Layout& l,
-                    const PlaneParams& pp, bool training, at::Tensor& sum_dz, at::Tensor& sum_dz_xhat,
-                    at::Tensor& sum_slope, at::Tensor& grad_x, at::Tensor& grad_r) {
+// What a backward pass reads and writes, for both layouts: grad_out, the saved tensor, the residual (Res), the
+// gradients, the per-plane sums (sum_slope's only when it has N * C elements) and the plane coefficients.
+template <typename scalar_t>
+struct BackwardData {
   using acc = acc_t<scalar_t>;
-  const scalar_t* dy = grad_y.const_data_ptr<scalar_t>();
-  const scalar_t* s = saved.const_data_ptr<scalar_t>();
-  const scalar_t* rv = Res ? r.const_data_ptr<scalar_t>() : nullptr;
-  scalar_t* dx = grad_x.mutable_data_ptr<scalar_t>();
-  scalar_t* dr = Res ? grad_r.mutable_data_ptr<scalar_t>() : nullptr;
-  acc *o_dz = sum_dz.mutable_data_ptr<acc>(), *o_dzx = sum_dz_xhat.mutable_data_ptr<acc>();
-  acc* o_sl = sum_slope.numel() > 0 ? sum_slope.mutable_data_ptr<acc>() : nullptr;
-  const PlaneCoefs<acc> k(pp, l, FromOutput);
-  const acc* gamma = pp.gamma.const_data_ptr<acc>();
-  const acc* invstd = pp.invstd.const_data_ptr<acc>();
-  const double inv_s = 1.0 / static_cast<double>(l.S);
-  auto input_coefs = [&](int64_t i, acc& a, acc& b, acc& cx) {
-    a = gamma[i % l.C] * invstd[i];
+  const scalar_t *dy, *s, *rv;
+  scalar_t *dx, *dr;
+  acc *o_dz, *o_dzx, *o_sl;
+  const acc *gamma, *invstd;
+  const PlaneCoefs<acc>& k;
+  double inv_s;  // 1 / S
+  bool training;
+
+  // The input-gradient coefficients of plane i from its sums: dx = a * dz + b + cx * x_hat.
+  void input_coefs(int64_t i, int64_t C, acc& a, acc& b, acc& cx) const {
+    a = gamma[i % C] * invstd[i];
     b = training ? static_cast<acc>(-a * double(o_dz[i]) * inv_s) : acc(0);
     cx = training ? static_cast<acc>(-a * double(o_dzx[i]) * inv_s) : acc(0);
-  };
-  if (!l.channels_last) {
-    for_each_plane(l, [&](int64_t i) {
-      const int64_t base = i * l.S;
-      const GradSums t = grad_sums_run<scalar_t, A, FromOutput, Res>(dy + base, s + base, Res ? rv + base : nullptr,
-                                                                      l.S, k, i);
-      o_dz[i] = static_cast<acc>(t.dz);
-      o_dzx[i] = static_cast<acc>(t.dz_xhat);
-      if (o_sl) o_sl[i] = static_cast<acc>(t.slope);
-      acc a, b, cx;
-      input_coefs(i, a, b, cx);
-      grad_input_run<scalar_t, A, FromOutput, Res>(dy + base, s + base, Res ? rv + base : nullptr, dx + base,
-                                                   Res ? dr + base : nullptr, l.S, k, i, a, b, cx);
-    });
-    return;
   }
-  // Channels last: per (n, row block) partial sums, merged in block order, then the input-gradient pass.
+};
+
+// Channels first: a task owns whole planes, the sums then the input-gradient pass of each.
+template <typename scalar_t, Act A, bool FromOutput, bool Res>
+void backward_planes(const BackwardData<scalar_t>& d, const Layout& l) {
+  using acc = acc_t<scalar_t>;
+  for_each_plane(l, [&](int64_t i) {
+    const int64_t base = i * l.S;
+    const GradSums t = grad_sums_run<scalar_t, A, FromOutput, Res>(d.dy + base, d.s + base,
+                                                                    Res ? d.rv + base : nullptr, l.S, d.k, i);
+    d.o_dz[i] = static_cast<acc>(t.dz);
+    d.o_dzx[i] = static_cast<acc>(t.dz_xhat);
+    if (d.o_sl) d.o_sl[i] = static_cast<acc>(t.slope);
+    acc a, b, cx;
+    d.input_coefs(i, l.C, a, b, cx);
+    grad_input_run<scalar_t, A, FromOutput, Res>(d.dy + base, d.s + base, Res ? d.rv + base : nullptr, d.dx + base,
+                                                 Res ? d.dr + base : nullptr, l.S, d.k, i, a, b, cx);
+  });
+}
+
+// Channels last: per (n, row block) partial sums, merged in block order, then the input-gradient pass.
+template <typename scalar_t, Act A, bool FromOutput, bool Res>
+void backward_rows(const BackwardData<scalar_t>& d, const Layout& l) {
+  using acc = acc_t<scalar_t>;
+  const scalar_t *dy = d.dy, *s = d.s, *rv = d.rv;
+  scalar_t *dx = d.dx, *dr = d.dr;
+  const PlaneCoefs<acc>& k = d.k;
   // element(): z, x_hat and grad_out of element idx of plane i; returns dz.
   auto element = [&](int64_t i, int64_t idx, acc& z, acc& xh, acc& gy) {
     recover<A, FromOutput>(load<acc>(s, idx), Res ? load<acc>(rv, idx) : acc(0), k.scale[i], k.shift[i], k.p[i],
@@ -337,12 +346,12 @@ void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, const at:
         t.dz_xhat += part.dz_xhat;
         t.slope += part.slope;
       }
-      o_dz[n * C + c] = static_cast<acc>(t.dz);
-      o_dzx[n * C + c] = static_cast<acc>(t.dz_xhat);
-      if (o_sl) o_sl[n * C + c] = static_cast<acc>(t.slope);
+      d.o_dz[n * C + c] = static_cast<acc>(t.dz);
+      d.o_dzx[n * C + c] = static_cast<acc>(t.dz_xhat);
+      if (d.o_sl) d.o_sl[n * C + c] = static_cast<acc>(t.slope);
     }
   std::vector<acc> ca(l.N * C), cb(l.N * C), ccx(l.N * C);
-  for (int64_t i = 0; i < l.N * C; ++i) input_coefs(i, ca[i], cb[i], ccx[i]);
+  for (int64_t i = 0; i < l.N * C; ++i) d.input_coefs(i, C, ca[i], cb[i], ccx[i]);
   for_each_row_block(l, [&](int64_t n, int64_t, int64_t r0, int64_t r1) {
     const int64_t pi = n * C;
     for (int64_t row = r0; row < r1; ++row) {
@@ -356,6 +365,29 @@ void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, const at:
       }
     }
   });
+}
+
+template <typename scalar_t, Act A, bool FromOutput, bool Res>
+void backward_loops(const at::Tensor& grad_y, const at::Tensor& saved, const at::Tensor& r, const Layout& l,
+                    const PlaneParams& pp, bool training, at::Tensor& sum_dz, at::Tensor& sum_dz_xhat,
+                    at::Tensor& sum_slope, at::Tensor& grad_x, at::Tensor& grad_r) {
+  using acc = acc_t<scalar_t>;
+  const PlaneCoefs<acc> k(pp, l, FromOutput);
+  const BackwardData<scalar_t> d{grad_y.const_data_ptr<scalar_t>(),
+                                 saved.const_data_ptr<scalar_t>(),
+                                 Res ? r.const_data_ptr<scalar_t>() : nullptr,
+                                 grad_x.mutable_data_ptr<scalar_t>(),
+                                 Res ? grad_r.mutable_data_ptr<scalar_t>() : nullptr,
+                                 sum_dz.mutable_data_ptr<acc>(),
+                                 sum_dz_xhat.mutable_data_ptr<acc>(),
+                                 sum_slope.numel() > 0 ? sum_slope.mutable_data_ptr<acc>() : nullptr,
+                                 pp.gamma.const_data_ptr<acc>(),
+                                 pp.invstd.const_data_ptr<acc>(),
+                                 k,
+                                 1.0 / static_cast<double>(l.S),
+                                 training};
+  if (l.channels_last) backward_rows<scalar_t, A, FromOutput, Res>(d, l);
+  else backward_planes<scalar_t, A, FromOutput, Res>(d, l);
 }
 
 // ---------------------------------------------------------------- Backend entries
