@@ -11,7 +11,8 @@ from torch import Tensor
 
 from pygan.data.batches import InMemory
 from pygan.data.folder import IMAGE_EXTENSIONS
-from pygan.data.images import DataError, ImageData, decode_image, to_float
+from pygan.data.errors import DataError
+from pygan.data.images import ImageData, decode_image, to_float
 
 
 def image_files(root: str) -> list[str]:
@@ -59,8 +60,6 @@ def load_paired(dir_a: str, dir_b: str, size: int, channels_a: int = 3, channels
 
 class PairedInMemory(InMemory):
     """InMemory over PairedImages: next() / take() give (a, b), both float in [-1, 1], of the same indices."""
-
-    kind = "memory"
 
     def take(self, idx) -> tuple[Tensor, Tensor]:
         x, y = super().take(idx)
