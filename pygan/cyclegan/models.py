@@ -44,8 +44,7 @@ class ResnetGenerator(FusableModel):
                  fused: bool = True):
         super().__init__()
         self.check_positive(channels=channels, width=width, blocks=blocks)
-        if upsample not in UPSAMPLE:
-            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE)}, got {upsample!r}")
+        self.check_choice("upsample", upsample, UPSAMPLE)
         self.config = dict(channels=channels, width=width, blocks=blocks, upsample=upsample, fused=fused)
         self.channels = channels
         w = width

@@ -111,8 +111,7 @@ class DCGANDiscriminator(_DCGANBase):
         self.check_positive(channels=channels, width=width)
         if not isinstance(num_classes, int) or num_classes < 0 or num_classes == 1:
             raise ValueError(f"num_classes must be 0 (unconditional) or >= 2, got {num_classes!r}")
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        self.check_choice("norm", norm, NORMS)
         self.config = dict(size=size, channels=channels, width=width, num_classes=num_classes, fused=fused)
         if norm != "batch":  # batch-norm configs stay as they were (older checkpoints have no 'norm')
             self.config["norm"] = norm

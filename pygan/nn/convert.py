@@ -103,6 +103,12 @@ class FusableModel(nn.Module):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
+    @staticmethod
+    def check_choice(name: str, value, choices) -> None:
+        """ValueError naming the argument when `value` is not one of `choices`."""
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
     def to_stock(self) -> nn.Module:
         """The same network built from stock torch.nn modules only, with this model's state_dict (and mode)."""
         twin = type(self)(**{**self.config, "fused": False})

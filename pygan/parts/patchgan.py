@@ -34,8 +34,7 @@ class PatchDiscriminator(FusableModel):
                  norm: str = "instance"):
         super().__init__()
         self.check_positive(channels=channels, width=width, layers=layers)
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        self.check_choice("norm", norm, NORMS)
         self.config = dict(channels=channels, width=width, layers=layers, fused=fused, norm=norm)
         self.channels = channels
         seq: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]

@@ -98,8 +98,7 @@ class Adversary(FusableModel):
                  encoding: str = "product", fused: bool = True):
         super().__init__()
         self.check_positive(channels=channels, classes=classes, width=width, layers=layers)
-        if encoding not in ENCODINGS:
-            raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+        self.check_choice("encoding", encoding, ENCODINGS)
         self.config = dict(channels=channels, classes=classes, width=width, layers=layers, encoding=encoding,
                            fused=fused)
         self.channels, self.classes, self.encoding = channels, classes, encoding
