@@ -5,7 +5,7 @@ ignore index) + adv_weight x the adversarial loss of the adversary's logit for (
 (adv_weight 0: the plain segmenter, the baseline), the adversary frozen and given ground truths and predictions in
 one batch as in its own step (its batch norm then normalizes both alike) — then the adversary's step on (image,
 encoded ground truth) as real vs (image, detached prediction) as fake. The segmenter's optimizer is Adam or SGD with momentum, its learning
-rate constant, poly or cosine over the steps; the adversary's is Adam at d_lr. Every random draw (the minibatches)
+rate constant, poly or cosine over the steps; the adversary's is Adam at lr_d. Every random draw (the minibatches)
 comes from the checkpointed generator: resume is exact. The segmenter is the pair's "G", the adversary its "D".
 """
 
