@@ -11,7 +11,8 @@ from pygan.cli import main
 from pygan.data import DataError
 from pygan.segmentation import (Adversary, SegmentationConfig, SegmentationTrainer, Segmenter, digit_scenes, encode,
                                 ground_truth_map, label_folder, read_label_map, soften)
-from pygan.segmentation.data import INK, hold_out
+from pygan.data.scenes import INK
+from pygan.segmentation.data import hold_out
 from pygan.segmentation.evaluate import confusions, segmentation_scores, shape_consistency
 
 

@@ -1,8 +1,9 @@
-"""GAN parts more than one system uses: the PatchGAN discriminator, the N(0, 0.02) init and the image history pool.
-A part lives here as soon as a second system needs it, never inside a system (tests/test_layout.py checks)."""
+"""GAN parts more than one system uses: the PatchGAN discriminator, the N(0, 0.02) init, the image history pool,
+the segmenter. A part lives here as soon as a second system needs it, never inside a system (tests/test_layout.py checks)."""
 
 from pygan.parts.image_pool import ImagePool
 from pygan.parts.init import gan_init_
 from pygan.parts.patchgan import PatchDiscriminator, patch_receptive_field
+from pygan.parts.segmenter import Segmenter
 
-__all__ = ["ImagePool", "gan_init_", "PatchDiscriminator", "patch_receptive_field"]
+__all__ = ["ImagePool", "gan_init_", "PatchDiscriminator", "patch_receptive_field", "Segmenter"]

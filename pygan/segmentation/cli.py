@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from pygan.segmentation.data import load_split, palette
+from pygan.data.scenes import palette
+from pygan.segmentation.data import load_split
 from pygan.segmentation.evaluate import CHECKPOINT, evaluate, format_metrics, load_models
 from pygan.segmentation.trainer import SegmentationTrainer
 from pygan.training.cli import CheckpointCommand, CLIError, add_checkpoint_command, add_train_command

@@ -10,15 +10,14 @@
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from pygan.metrics import mean_ci, percentile_ci
+from pygan.metrics import mean_ci
+from pygan.metrics.segmentation import confusions, predict, segmentation_scores
 from pygan.training import CheckpointFormat, eval_mode
-from pygan.segmentation.data import palette
 from pygan.segmentation.models import Adversary, Segmenter, ground_truth_map
 
 CHECKPOINT = CheckpointFormat("pygan-segmentation-checkpoint-v1", "segmentation")
@@ -36,53 +35,6 @@ def load_models(path: str, device="cpu"):
     return S.to(device).eval(), D.to(device).eval(), ckpt
 
 
-
-
-@torch.no_grad()
-def predict(S, images: Tensor, batch: int = 256) -> tuple[Tensor, Tensor]:
-    """(labels (N, H, W) int64, probabilities (N, K, H, W)) of the segmenter S (used as it is: call .eval())."""
-    p = next(S.parameters())
-    probs = torch.cat([S(images[i:i + batch].to(p.device, p.dtype)).float().softmax(1).cpu()
-                       for i in range(0, len(images), batch)])
-    return probs.argmax(1), probs
-
-
-def confusions(pred: Tensor, labels: Tensor, k: int, ignore_index: int) -> np.ndarray:
-    """(N, k, k) per-image confusion matrices, [true, predicted], over the pixels not ignored."""
-    n = len(labels)
-    keep = labels != ignore_index
-    img = torch.arange(n)[:, None, None].expand_as(labels)
-    flat = (img[keep] * k + labels[keep]) * k + pred[keep]
-    return torch.bincount(flat, minlength=n * k * k).reshape(n, k, k).numpy()
-
-
-def _iou(conf: np.ndarray) -> np.ndarray:
-    """IoU per class from (..., k, k) confusions; NaN for a class absent from both truth and prediction."""
-    tp = np.diagonal(conf, axis1=-2, axis2=-1).astype(np.float64)
-    union = conf.sum(-1) + conf.sum(-2) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, tp / union, np.nan)
-
-
-def segmentation_scores(conf: np.ndarray, classes: list[str], n_boot: int = 1000, seed: int = 0) -> dict:
-    """Pixel accuracy, mIoU and per-class IoU of per-image confusions (N, k, k), with image-bootstrap intervals."""
-    n, k, _ = conf.shape
-    rng = np.random.default_rng(seed)
-    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(np.float64)
-    boot = (weights @ conf.reshape(n, k * k)).reshape(n_boot, k, k)
-    total = conf.sum(0)
-    acc = lambda c: np.trace(c, axis1=-2, axis2=-1) / c.sum((-2, -1))  # noqa: E731
-    iou, boot_iou = _iou(total), _iou(boot)
-    with warnings.catch_warnings():  # resamples without some class: left out of its interval
-        warnings.simplefilter("ignore", RuntimeWarning)
-        boot_miou = np.nanmean(boot_iou, axis=1)
-        lo, hi = np.nanpercentile(boot_iou, [2.5, 97.5], axis=0)
-    per_class = {}
-    for c, name in enumerate(classes):
-        if not np.isnan(iou[c]):
-            per_class[name] = {"mean": float(iou[c]), "ci95": [float(lo[c]), float(hi[c])]}
-    return {"pixel_accuracy": {"mean": float(acc(total)), "ci95": percentile_ci(acc(boot))},
-            "mean_iou": {"mean": float(np.nanmean(iou)), "ci95": percentile_ci(boot_miou)}, "class_iou": per_class}
 
 
 def objects(labels: Tensor, instances: Tensor | None, ignore_index: int) -> list[tuple[int, Tensor, int]]:
@@ -168,12 +120,3 @@ def format_metrics(m: dict) -> str:
         lines.append(f"  adversary accuracy  {_fmt(m['adversary_accuracy'])}")
     lines.append("  IoU per class: " + ", ".join(f"{k} {v['mean']:.3f}" for k, v in m["class_iou"].items()))
     return "\n".join(lines)
-
-
-
-def colorize(labels: Tensor, ignore_index: int) -> Tensor:
-    """(N, H, W) class indices to (N, 3, H, W) colours in [-1, 1] (the VOC colour map; ignored pixels white)."""
-    pal = torch.from_numpy(palette()).float() / 127.5 - 1
-    lab = labels.clamp(0, 255)
-    out = pal[lab].permute(0, 3, 1, 2)
-    return torch.where((labels == ignore_index)[:, None], torch.ones(()), out)

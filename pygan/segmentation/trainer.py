@@ -21,7 +21,8 @@ from pygan import losses
 from pygan._io import save_grid
 from pygan.segmentation.data import Split, load_split
 from pygan.data import ImageData, InMemory
-from pygan.segmentation.evaluate import CHECKPOINT, colorize, evaluate
+from pygan.data.scenes import colorize
+from pygan.segmentation.evaluate import CHECKPOINT, evaluate
 from pygan.segmentation.models import ENCODINGS, Adversary, Segmenter, ground_truth_map
 from pygan.training import TrainConfig, TrainerBase, default, eval_mode, frozen, option
 from pygan.training.schedule import SCHEDULES
