@@ -164,6 +164,14 @@ class Streaming(BatchSource):
 
     def next(self) -> tuple[Tensor, Tensor | None]:
         t0 = time.perf_counter()
+        b = self._receive()
+        x = self.adapt(self._normalise(b["images"].to(self.device, non_blocking=True)))
+        y = b["labels"].to(self.device, non_blocking=True) if b["labels"] is not None else None
+        self.wait += time.perf_counter() - t0
+        return x, y
+
+    def _receive(self) -> dict:
+        """The loader's next item, its unreadable files recorded (DataError under --bad-data stop)."""
         if self._it is None:
             self._it = iter(self.loader)
         b = next(self._it)
@@ -180,28 +188,27 @@ class Streaming(BatchSource):
             last, reason = b["bad"][-1]
             raise DataError(f"{len(b['bad'])} unreadable images in a row (last: {self.dataset.describe(last)}: "
                             f"{reason}): is this folder images?")
-        x = self.adapt(self._normalise(b["images"].to(self.device, non_blocking=True)))
-        y = b["labels"].to(self.device, non_blocking=True) if b["labels"] is not None else None
-        self.wait += time.perf_counter() - t0
-        return x, y
+        return b
 
     def take(self, idx) -> tuple[Tensor, Tensor | None]:
         """Decoded here, in this process (a few images: fixed evaluation batches); unreadable ones are replaced by
         the next readable image."""
         xs, ys = [], []
-        for i in (int(i) for i in idx):
-            for j in range(self.num_images):
-                try:
-                    x, y, _ = self.dataset.read((i + j) % self.num_images)
-                    break
-                except Exception:
-                    continue
-            else:
-                raise DataError("no readable image in the data")
+        for i in idx:
+            x, y, _ = self._readable(int(i))
             xs.append(x)
             ys.append(y)
         x = self.adapt(self._normalise(torch.stack(xs)).to(self.device))
         return x, (torch.tensor(ys, device=self.device) if ys[0] >= 0 else None)
+
+    def _readable(self, i: int) -> tuple:
+        """dataset.read(i), or of the first readable image after i."""
+        for j in range(self.num_images):
+            try:
+                return self.dataset.read((i + j) % self.num_images)
+            except Exception:
+                continue
+        raise DataError("no readable image in the data")
 
     def state_dict(self) -> dict:
         return {"kind": self.kind, "batches": self.batches, "workers": self.workers,

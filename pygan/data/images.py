@@ -74,21 +74,30 @@ def decode_image(path: str, size: int, channels: int, crop: tuple[float, float] 
 
     with Image.open(path) as im:
         mode = im.mode
-        im = im.convert("L" if channels == 1 else "RGB")
-        w, h = im.size
-        target = max(size, round(size * margin))
-        s = target / min(w, h)  # resize the shorter side to `target`, then crop
-        im = im.resize((max(target, round(w * s)), max(target, round(h * s))), Image.Resampling.BICUBIC)
-        w, h = im.size
-        if crop is None:
-            left, top = (w - size) // 2, (h - size) // 2
-        else:
-            left, top = int(crop[0] * (w - size + 1)), int(crop[1] * (h - size + 1))
-        im = im.crop((left, top, left + size, top + size))
-        if flip:
-            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        a = np.array(im, dtype=np.uint8)  # a writable copy (torch.from_numpy wants one)
-    return (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)), mode
+        a = fit_image(im, size, channels, crop, flip, margin)
+    return a, mode
+
+
+def fit_image(im, size: int, channels: int, crop: tuple[float, float] | None = None, flip: bool = False,
+              margin: float = 1.0) -> np.ndarray:
+    """decode_image's work on an open PIL image (e.g. one half of a file): (channels, size, size) uint8."""
+    from PIL import Image
+
+    im = im.convert("L" if channels == 1 else "RGB")
+    w, h = im.size
+    target = max(size, round(size * margin))
+    s = target / min(w, h)  # resize the shorter side to `target`, then crop
+    im = im.resize((max(target, round(w * s)), max(target, round(h * s))), Image.Resampling.BICUBIC)
+    w, h = im.size
+    if crop is None:
+        left, top = (w - size) // 2, (h - size) // 2
+    else:
+        left, top = int(crop[0] * (w - size + 1)), int(crop[1] * (h - size + 1))
+    im = im.crop((left, top, left + size, top + size))
+    if flip:
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    a = np.array(im, dtype=np.uint8)  # a writable copy (torch.from_numpy wants one)
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
 UNREADABLE = (OSError, ValueError, SyntaxError)  # what PIL raises on truncated, corrupt or non-image files

@@ -91,6 +91,14 @@ class GlobalBatches(torch.utils.data.Dataset):
     def describe(self, i: int) -> str:
         return self.source.path(i) if self.folder else f"item {i} of the dataset"
 
+    def bad_entry(self, i: int, e: Exception) -> tuple:
+        """(key, reason) of a failed read of image i, as reported: describe(key) names what was unreadable."""
+        return i, _reason(e)
+
+    def stack(self, images: list):
+        """The batch of read()'s images (a subclass whose read() gives several tensors stacks each)."""
+        return torch.stack(images)
+
     def __getitem__(self, k: int) -> dict:
         images, labels, bad, converted = [], [], [], []
         first = k * self.batch_size + self.rank * self.per_rank
@@ -101,11 +109,11 @@ class GlobalBatches(torch.utils.data.Dataset):
                     x, y, mode = self.read(i, pos)
                     break
                 except UNREADABLE as e:
-                    bad.append((i, _reason(e)))
+                    bad.append(self.bad_entry(i, e))
                 except Exception as e:  # a user Dataset may raise anything: reported the same way
                     if self.folder:
                         raise
-                    bad.append((i, _reason(e)))
+                    bad.append(self.bad_entry(i, e))
                 i = self.replacement(pos, attempt)
             else:
                 return dict(images=None, labels=None, bad=bad, converted=converted, exhausted=True)
@@ -114,7 +122,7 @@ class GlobalBatches(torch.utils.data.Dataset):
             images.append(x)
             labels.append(y)
         lab = torch.tensor(labels) if labels and labels[0] >= 0 else None
-        return dict(images=torch.stack(images), labels=lab, bad=bad, converted=converted, exhausted=False)
+        return dict(images=self.stack(images), labels=lab, bad=bad, converted=converted, exhausted=False)
 
 
 class CropBatches(GlobalBatches):
