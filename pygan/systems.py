@@ -8,5 +8,6 @@ SYSTEMS = (
     "cyclegan",
     "segmentation",
     "text2image",
+    "pix2pix",
     "template",
 )

@@ -18,6 +18,7 @@ from torch import Tensor
 from pygan.metrics import mean_ci
 from pygan.training import CheckpointFormat, eval_mode
 from pygan.cyclegan.models import Generators
+from pygan.metrics.pixels import per_image_l1, per_image_psnr
 from pygan.metrics.classifier import cached_classifier, classify
 
 CHECKPOINT = CheckpointFormat("pygan-cyclegan-checkpoint-v1", "CycleGAN")
@@ -41,15 +42,6 @@ def translate(G, x: Tensor, batch: int = 256) -> Tensor:
     return torch.cat([G(x[i:i + batch].to(p.device, p.dtype)).float().cpu() for i in range(0, len(x), batch)])
 
 
-def _per_image_l1(a: Tensor, b: Tensor) -> Tensor:
-    return (a - b).abs().flatten(1).mean(1)
-
-
-def _per_image_psnr(a: Tensor, b: Tensor) -> Tensor:
-    mse = ((a - b) / 2).square().flatten(1).mean(1).clamp_min(1e-10)  # images in [-1, 1]: range 2
-    return 10 * torch.log10(1 / mse)
-
-
 def evaluate(G, domains, n_boot: int = 1000) -> dict:
     """The metrics above for the generators `G` (pygan.cyclegan.models.Generators) on `domains`' held-out pairs."""
     with eval_mode(G):
@@ -64,14 +56,14 @@ def evaluate(G, domains, n_boot: int = 1000) -> dict:
             clf = cached_classifier(target.images, target.labels, len(target.classes), CLASSIFIER_EPOCHS)
             kept = (classify(clf, fake)[0].argmax(1) == y).double()
             ceiling = (classify(clf, true)[0].argmax(1) == y).double()
-            l1, base = _per_image_l1(fake, true), _per_image_l1(x, true)
+            l1, base = per_image_l1(fake, true), per_image_l1(x, true)
             out[name] = {
                 "content_kept": mean_ci(kept, n_boot), "classifier_on_real": mean_ci(ceiling, n_boot),
                 "translation_l1": mean_ci(l1, n_boot), "identity_baseline_l1": mean_ci(base, n_boot),
                 "translation_l1_ratio": float(l1.mean() / base.mean()),
-                "translation_psnr": mean_ci(_per_image_psnr(fake, true), n_boot),
-                "identity_baseline_psnr": mean_ci(_per_image_psnr(x, true), n_boot),
-                "cycle_l1": mean_ci(_per_image_l1(rec, x), n_boot),
+                "translation_psnr": mean_ci(per_image_psnr(fake, true), n_boot),
+                "identity_baseline_psnr": mean_ci(per_image_psnr(x, true), n_boot),
+                "cycle_l1": mean_ci(per_image_l1(rec, x), n_boot),
                 "n_images": len(x),
             }
     return out
