@@ -99,9 +99,9 @@ def test_the_function_level_check_sees_function_level_imports(tmp_path):
 # per-system facts. Any other name defined in two systems is a part that belongs in a shared layer.
 OWN_NAMES = {
     "CHECKPOINT": "the system's checkpoint format", "read_checkpoint": "CHECKPOINT.read, the public name",
-    "register": "the system's commands", "_eval": "its eval command", "evaluate": "its held-out evaluation",
-    "format_metrics": "its metrics as text", "SIZES": "the image sizes its networks support",
-    "check_size": "the check of SIZES", "recalibrate_bn": "BatchNorm statistics from its own generator's inputs",
+    "register": "the system's commands", "_eval": "its eval command", "_translate": "its translate command",
+    "evaluate": "its held-out evaluation", "format_metrics": "its metrics as text",
+    "SIZES": "the image sizes its networks support", "check_size": "the check of SIZES", "recalibrate_bn": "BatchNorm statistics from its own generator's inputs",
     "load_generator": "its trained generator from a checkpoint file", "_report": "its train command's last line",
     "__all__": "its public names",
 }

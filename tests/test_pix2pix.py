@@ -270,8 +270,11 @@ def test_folder_layouts_train(tmp_path):
         im = np.asarray(Image.open(os.path.join(ab, f)))
         Image.fromarray(im[:, :20]).save(tmp_path / "a" / f)
         Image.fromarray(im[:, 20:]).save(tmp_path / "b" / f)
-    for data, data_b in ((ab, ""), (str(tmp_path / "a"), str(tmp_path / "b"))):
-        tr = Pix2PixTrainer(tiny(tmp_path / "r", data=data, data_b=data_b, load_size=16, flip=False, steps=1))
+    layouts = ((ab, "", "memory"), (str(tmp_path / "a"), str(tmp_path / "b"), "memory"), (ab, "", "stream"))
+    for data, data_b, mode in layouts:
+        tr = Pix2PixTrainer(tiny(tmp_path / "r", data=data, data_b=data_b, load_size=16, flip=False, steps=1,
+                                 data_mode=mode, workers=0))
+        assert tr.source.kind == mode
         a, b = tr.source.next()
         _same(a, -b, atol=2 / 255 + 1e-6, rtol=0)  # B is A inverted, pixel by pixel
         assert tr.train() == {}  # no known truth to score

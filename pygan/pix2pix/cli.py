@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pygan._io import save_grid
 from pygan.pix2pix.data import scene_pairs
-from pygan.pix2pix.evaluate import CHECKPOINT, evaluate, format_metrics, load_generator, translate
+from pygan.pix2pix.evaluate import CHECKPOINT, evaluate, format_metrics, load_generator, translate_all
 from pygan.pix2pix.trainer import Pix2PixTrainer, objective
 from pygan.training.cli import CheckpointCommand, CLIError, add_train_command
 
@@ -68,7 +68,7 @@ def _translate(a) -> int:
     inputs = [(p, _read(p, G.in_channels)) for p in a.images]
     os.makedirs(a.out, exist_ok=True)
     for path, x in inputs:
-        y = translate(G, x, seed=a.seed)
+        y = translate_all(G, x, seed=a.seed)
         out = os.path.join(a.out, os.path.splitext(os.path.basename(path))[0] + "_translated.png")
         save_grid(y, out, pad=0)
         print(out)

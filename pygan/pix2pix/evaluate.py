@@ -6,8 +6,8 @@ bootstrap interval (images resampled):
   IoU against those label maps, beside the same segmenter on the real held-out scenes (the ceiling);
 - realism: KID and the Fréchet distance between the generated and the real held-out scenes in a fixed feature
   space — the per-channel means and deviations of that segmenter's features (pygan.metrics.segmentation
-  .feature_statistics), standardised by the real training scenes' —, beside the same distances from real training
-  scenes to the held-out ones (the floor: two real samples);
+  .feature_statistics) —, beside the same distances from real training scenes to the held-out ones (the floor: two
+  real samples);
 - L1 and PSNR to the paired truth: reported, not a target (the truth is one of many scenes of a label map, and
   L1 rewards their blurred average).
 Test-time dropout, when the generator keeps it, draws from a fixed seed: a score is reproducible.
@@ -40,7 +40,7 @@ def load_generator(path: str, device="cpu") -> tuple[UnetGenerator, dict]:
 
 
 @torch.no_grad()
-def translate(G, x: Tensor, batch: int = 64, seed: int = 0) -> Tensor:
+def translate_all(G, x: Tensor, batch: int = 64, seed: int = 0) -> Tensor:
     """G(x) in batches, on the CPU in float32; dropout left on by the generator draws from `seed`."""
     p = next(G.parameters())
     with torch.random.fork_rng(devices=[p.device] if p.device.type == "cuda" else []):
@@ -65,18 +65,15 @@ def evaluate(G, pairs: ScenePairs, n_boot: int = 1000) -> dict:
     S = fcn_segmenter(pairs)
     test = pairs.test
     with eval_mode(G):
-        fake = translate(G, pairs.test_a)
+        fake = translate_all(G, pairs.test_a)
 
     def fcn(images):
         pred, _ = predict(S, images)
         return segmentation_scores(confusions(pred, test.labels, test.num_classes, test.ignore_index), test.classes,
                                    n_boot)
 
-    train_feats = feature_statistics(S, pairs.train.images[:len(test)])
-    mu, sd = train_feats.mean(0), train_feats.std(0) + 1e-8
-    std = lambda f: (f - mu) / sd  # noqa: E731
-    f_real, f_fake = std(feature_statistics(S, test.images)), std(feature_statistics(S, fake))
-    f_other = std(feature_statistics(S, pairs.train.images[-len(test):]))  # real scenes the statistics did not use
+    f_real, f_fake = feature_statistics(S, test.images), feature_statistics(S, fake)
+    f_other = feature_statistics(S, pairs.train.images[:len(test)])
     return {"images": len(test),
             "fcn": fcn(fake), "fcn_real": fcn(test.images),
             "realism": _realism(f_fake, f_real, n_boot), "realism_real": _realism(f_other, f_real, n_boot),
@@ -94,8 +91,8 @@ def format_metrics(m: dict) -> str:
              f"  FCN pixel accuracy   {_ci(f['pixel_accuracy'])}  / {r['pixel_accuracy']['mean']:.3f}",
              f"  FCN class accuracy   {_ci(f['class_accuracy'])}  / {r['class_accuracy']['mean']:.3f}",
              f"  FCN class IoU        {_ci(f['mean_iou'])}  / {r['mean_iou']['mean']:.3f}",
-             f"  KID x 1000           {1000 * m['realism']['kid']:.2f} (spread {1000 * m['realism']['kid_spread']:.2f})"
-             f"  / real vs real {1000 * m['realism_real']['kid']:.2f}",
+             f"  KID                  {m['realism']['kid']:.4f} (spread {m['realism']['kid_spread']:.4f})"
+             f"  / real vs real {m['realism_real']['kid']:.4f}",
              f"  Frechet distance     {_ci(m['realism']['frechet'], '.2f')}  / real vs real "
              f"{m['realism_real']['frechet']['mean']:.2f}",
              f"  L1 to the truth      {_ci(m['l1'])}  (reported, not a target)",

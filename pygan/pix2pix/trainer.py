@@ -24,7 +24,7 @@ from pygan.data import DataError, PairedImages, PairedInMemory
 from pygan.data.paired import paired_source
 from pygan.parts import PatchDiscriminator, patch_receptive_field
 from pygan.pix2pix.data import scene_pairs, upsized
-from pygan.pix2pix.evaluate import CHECKPOINT, evaluate, translate
+from pygan.pix2pix.evaluate import CHECKPOINT, evaluate, translate_all
 from pygan.pix2pix.models import UnetGenerator
 from pygan.training import DataConfig, TrainerBase, default, eval_mode, frozen, option
 from pygan.training.schedule import linear_decay
@@ -180,7 +180,7 @@ class Pix2PixTrainer(TrainerBase):
         """Rows: input, output, truth."""
         G = self.evaluation_generator
         with eval_mode(G):
-            out = translate(G, self.prep(self.sample_x))
+            out = translate_all(G, self.prep(self.sample_x))
         rows = [t.float().cpu() for t in (self.sample_x, out, self.sample_y)]
         rows = [r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows]
         save_grid(torch.cat(rows), path, nrow=self.sample_x.shape[0], scale=2)
