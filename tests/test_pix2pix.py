@@ -132,6 +132,14 @@ def test_short_run_changes_params_and_writes_outputs(tmp_path, pairs):
     assert tr.G.in_channels == 3 and tr.G.out_channels == 1 and tr.D.channels == 4  # label colours -> scene
 
 
+def test_batch_one_channels_last_and_autocast(tmp_path, pairs):
+    """The paper's batch 1 (BatchNorm on one image), channels_last and bf16 autocast through a whole run."""
+    tr = Pix2PixTrainer(tiny(tmp_path, batch_size=1, channels_last=True, amp="bf16", steps=2), dataset=pairs)
+    tr.train()
+    assert tr.G.down[1].weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(np.isfinite(r["loss_g"]) and np.isfinite(r["loss_d"]) for r in tr.history)
+
+
 def test_resume_is_exact(tmp_path, pairs):
     """With dropout, jitter and both networks: a run stopped after step 2 and resumed equals an uninterrupted one."""
     cfg = dict(load_size=20)
