@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from pygan.data import DataError, SourceOptions
-from pygan.data.paired import (PairedInMemory, PairedStreaming, load_paired, pair_index, paired_source)
+from pygan.data.paired import PairedInMemory, PairedStreaming, load_paired, paired_source
 
 N, H, W = 6, 10, 14          # pairs, and each image's height and width (not square: the centred square matters)
 SIZE, LOAD = 8, 12           # the crop, and the side the shorter one is resized to

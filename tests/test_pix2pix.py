@@ -38,7 +38,7 @@ def quick_segmenter(monkeypatch):
 
 
 def tiny(tmp_path, **kw) -> Pix2PixConfig:
-    base = dict(out=str(tmp_path / "run"), size=16, width=4, depth=2, dropout_blocks=1, d_width=4, patch=16,
+    base = dict(out=str(tmp_path / "run"), size=16, width=4, depth=2, d_width=4, patch=16,
                 batch_size=2, steps=4, log_every=1, sample_every=2, checkpoint_every=2, grid_size=3, eval=False,
                 progress=False, device="cpu")
     return Pix2PixConfig(**{**base, **kw})
@@ -95,6 +95,7 @@ def test_test_dropout_and_bad_arguments():
     assert not torch.equal(G(x), G(x))  # the paper's test-time noise
     G = UnetGenerator(3, 3, 4, 3, dropout_blocks=2, test_dropout=False).eval()
     assert torch.equal(G(x), G(x))
+    assert UnetGenerator(3, 3, 4, 2).dropout_blocks == 1 and UnetGenerator(3, 3, 4, 8).dropout_blocks == 3
     with pytest.raises(ValueError, match="depth must be >= 2"):
         UnetGenerator(3, 3, 4, 1)
     with pytest.raises(ValueError, match="dropout_blocks must be in"):
@@ -223,9 +224,8 @@ def _pair_files(root, n, size=(20, 14), side_by_side=True):
 def test_cli_train_eval_translate_and_errors(tmp_path, capsys, monkeypatch, pairs, quick_segmenter):
     folder = _pair_files(tmp_path / "ab", 4)
     out = str(tmp_path / "run")
-    argv = ["train", "pix2pix", "--data", folder, "--size", "16", "--width", "4", "--depth", "2", "--dropout-blocks",
-            "1", "--d-width", "4", "--patch", "16", "--batch-size", "2", "--steps", "2", "--no-progress", "--device",
-            "cpu", "--out", out]
+    argv = ["train", "pix2pix", "--data", folder, "--size", "16", "--width", "4", "--depth", "2", "--d-width", "4",
+            "--patch", "16", "--batch-size", "2", "--steps", "2", "--no-progress", "--device", "cpu", "--out", out]
     assert main(argv) == 0
     capsys.readouterr()
     ckpt = os.path.join(out, "checkpoint.pt")

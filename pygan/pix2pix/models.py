@@ -31,16 +31,20 @@ from pygan.parts import gan_init_
 class UnetGenerator(FusableModel):
     """Images (N, in_channels, H, W) in [-1, 1], any H and W, to (N, out_channels, H, W) in [-1, 1].
 
-    `test_dropout`: dropout stays on in eval mode (the paper's test-time noise); off, eval mode is deterministic."""
+    `dropout_blocks` None: 3, or depth - 1 when fewer. `test_dropout`: dropout stays on in eval mode (the paper's
+    test-time noise); off, eval mode is deterministic."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, width: int = 64, depth: int = 8,
-                 dropout: float = 0.5, dropout_blocks: int = 3, test_dropout: bool = True, fused: bool = True):
+                 dropout: float = 0.5, dropout_blocks: int | None = None, test_dropout: bool = True,
+                 fused: bool = True):
         super().__init__()
         self.check_positive(in_channels=in_channels, out_channels=out_channels, width=width)
         if depth < 2:
             raise ValueError(f"UnetGenerator: depth must be >= 2, got {depth}")
         if not 0 <= dropout < 1:
             raise ValueError(f"UnetGenerator: dropout must be in [0, 1), got {dropout}")
+        if dropout_blocks is None:  # the paper's 3, as many as a shallower network has
+            dropout_blocks = min(3, depth - 1)
         if not 0 <= dropout_blocks <= depth - 1:
             raise ValueError(f"UnetGenerator: dropout_blocks must be in [0, depth - 1 = {depth - 1}], got "
                              f"{dropout_blocks}")

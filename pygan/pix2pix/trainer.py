@@ -54,7 +54,8 @@ class Pix2PixConfig(DataConfig):
     depth: int = option(4, "generator down- and up-sampling steps; images are padded to a multiple of 2**depth "
                            "(the paper: 8 at 256x256)", ge=2)
     dropout: float = option(0.5, "dropout after the first decoder blocks, the paper's noise", ge=0, lt=1)
-    dropout_blocks: int = option(3, "decoder blocks followed by dropout (at most depth - 1)", ge=0)
+    dropout_blocks: int | None = option(None, "decoder blocks followed by dropout (at most depth - 1)", ge=0,
+                                        unset="3, at most depth - 1")
     test_dropout: bool = option(True, "keep the dropout when translating and evaluating, as the paper (drawn from "
                                       "a fixed seed: scores are reproducible)")
     d_width: int = option(32, "discriminator width (the paper: 64)", ge=1)
@@ -79,7 +80,7 @@ class Pix2PixConfig(DataConfig):
     def check(self) -> None:
         if self.l1_weight == 0 and self.gan_weight == 0:
             raise ValueError("l1_weight and gan_weight are both 0: the generator would have no loss")
-        if self.dropout_blocks > self.depth - 1:
+        if self.dropout_blocks is not None and self.dropout_blocks > self.depth - 1:
             raise ValueError(f"dropout_blocks must be <= depth - 1 = {self.depth - 1}, got {self.dropout_blocks}")
         if self.jitter_size < self.size:
             raise ValueError(f"load_size must be >= size ({self.size}), got {self.jitter_size}")

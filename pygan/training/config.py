@@ -87,6 +87,8 @@ class TrainConfig:
         """Checks every option against its declared constraints, then `check()`; returns self."""
         for f in dataclasses.fields(self):
             v, m = getattr(self, f.name), f.metadata
+            if v is None and f.default is None:  # not given: its `unset` behaviour, nothing to check
+                continue
             if m.get("choices") is not None and v not in m["choices"]:
                 raise ValueError(f"{f.name} must be one of {', '.join(map(str, m['choices']))}, got {v!r}")
             ge, gt, lt = m.get("ge"), m.get("gt"), m.get("lt")
