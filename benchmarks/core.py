@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 import pygan
+from pygan.losses import discriminator_loss, generator_loss
 from pygan.ops import recompute
 
 # Every row compiles its own closures of the same few functions: dynamo's per-code-object cache (8 by default) would
@@ -209,6 +211,18 @@ def bandwidth_cell(row: dict, variant: str) -> str:
     if fraction is None:
         return "–"
     return f"{fraction:.0%}" + (" (L2-resident)" if row.get("l2_resident") else "")
+
+
+def gan_losses(kind: str, stock: bool) -> tuple[Callable, Callable]:
+    """(G's adversarial loss of fake logits, D's loss of real and fake logits) for 'non_saturating' (binary
+    cross-entropy) or 'least_squares' (squared error; each side's mean, unhalved: the work, not pygan's scale), from
+    stock torch.nn.functional or pygan.losses: the whole-step rows compare them as users would write them."""
+    if not stock:
+        return (lambda fake: generator_loss(fake, kind).loss,
+                lambda real, fake: discriminator_loss(real, fake, kind).loss)
+    loss = {"non_saturating": F.binary_cross_entropy_with_logits, "least_squares": F.mse_loss}[kind]
+    return (lambda fake: loss(fake, torch.ones_like(fake)),
+            lambda real, fake: loss(real, torch.ones_like(real)) + loss(fake, torch.zeros_like(fake)))
 
 
 def saved_tensor_bytes(fn: Callable[[], object]) -> int:

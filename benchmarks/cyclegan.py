@@ -11,28 +11,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, saved_tensor_bytes
+from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, gan_losses, saved_tensor_bytes
 from pygan.cyclegan.models import Discriminators, Generators
-from pygan.losses import discriminator_loss, generator_loss
 from pygan.training import frozen
 
 CYCLE, IDENTITY = 10.0, 0.5
 
-
-def _stock_g_adv(logits):
-    return F.mse_loss(logits, torch.ones_like(logits))
-
-
-def _stock_d(real, fake):
-    return F.mse_loss(real, torch.ones_like(real)) + F.mse_loss(fake, torch.zeros_like(fake))
-
-
-def _pygan_g_adv(logits):
-    return generator_loss(logits, "least_squares").loss
-
-
-def _pygan_d(real, fake):
-    return discriminator_loss(real, fake, "least_squares").loss
+STOCK, FUSED = gan_losses("least_squares", stock=True), gan_losses("least_squares", stock=False)
 
 
 def _g_loss(G, D, a, b, g_adv):
@@ -82,10 +67,10 @@ def cases(device: str, quick: bool) -> list[Case]:
         scG, scD = torch.compile(sG, dynamic=False), torch.compile(sD, dynamic=False)
         out.append(Case("cyclegan", f"{size}x{size} iteration (2 G + 2 D) batch {batch}, G {width}x{blocks} blocks, "
                                     f"NCHW fp32", {
-            STOCK_EAGER: _iteration(sG, sD, a, b, _stock_g_adv, _stock_d),
-            STOCK_COMPILE: _iteration(scG, scD, a, b, _stock_g_adv, _stock_d),
-            PYGAN: _iteration(G, D, a, b, _pygan_g_adv, _pygan_d),
-            PYGAN_COMPILE: _iteration(cG, cD, a, b, _pygan_g_adv, _pygan_d),
-        }, saved_bytes={STOCK_EAGER: _g_step_saved(sG, sD, a, b, _stock_g_adv),
-                        PYGAN: _g_step_saved(G, D, a, b, _pygan_g_adv)}))
+            STOCK_EAGER: _iteration(sG, sD, a, b, *STOCK),
+            STOCK_COMPILE: _iteration(scG, scD, a, b, *STOCK),
+            PYGAN: _iteration(G, D, a, b, *FUSED),
+            PYGAN_COMPILE: _iteration(cG, cD, a, b, *FUSED),
+        }, saved_bytes={STOCK_EAGER: _g_step_saved(sG, sD, a, b, STOCK[0]),
+                        PYGAN: _g_step_saved(G, D, a, b, FUSED[0])}))
     return out

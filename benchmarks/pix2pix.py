@@ -11,30 +11,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, saved_tensor_bytes
-from pygan.losses import discriminator_loss, generator_loss
+from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, gan_losses, saved_tensor_bytes
 from pygan.parts import PatchDiscriminator
 from pygan.pix2pix.models import UnetGenerator
 from pygan.training import frozen
 
 L1 = 100.0
 
-
-def _stock_g_adv(logits):
-    return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-
-
-def _stock_d(real, fake):
-    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
-            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
-
-
-def _pygan_g_adv(logits):
-    return generator_loss(logits, "non_saturating").loss
-
-
-def _pygan_d(real, fake):
-    return discriminator_loss(real, fake, "non_saturating").loss
+STOCK, FUSED = gan_losses("non_saturating", stock=True), gan_losses("non_saturating", stock=False)
 
 
 def _g_loss(G, D, x, y, g_adv):
@@ -79,10 +63,10 @@ def cases(device: str, quick: bool) -> list[Case]:
         scG, scD = torch.compile(sG, dynamic=False), torch.compile(sD, dynamic=False)
         out.append(Case("pix2pix", f"{size}x{size} iteration (D + G) batch {batch}, U-Net {width}x{depth}, "
                                    f"D {d_width}, NCHW fp32", {
-            STOCK_EAGER: _iteration(sG, sD, x, y, _stock_g_adv, _stock_d),
-            STOCK_COMPILE: _iteration(scG, scD, x, y, _stock_g_adv, _stock_d),
-            PYGAN: _iteration(G, D, x, y, _pygan_g_adv, _pygan_d),
-            PYGAN_COMPILE: _iteration(cG, cD, x, y, _pygan_g_adv, _pygan_d),
-        }, saved_bytes={STOCK_EAGER: _g_step_saved(sG, sD, x, y, _stock_g_adv),
-                        PYGAN: _g_step_saved(G, D, x, y, _pygan_g_adv)}))
+            STOCK_EAGER: _iteration(sG, sD, x, y, *STOCK),
+            STOCK_COMPILE: _iteration(scG, scD, x, y, *STOCK),
+            PYGAN: _iteration(G, D, x, y, *FUSED),
+            PYGAN_COMPILE: _iteration(cG, cD, x, y, *FUSED),
+        }, saved_bytes={STOCK_EAGER: _g_step_saved(sG, sD, x, y, STOCK[0]),
+                        PYGAN: _g_step_saved(G, D, x, y, FUSED[0])}))
     return out

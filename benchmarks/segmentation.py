@@ -12,29 +12,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, saved_tensor_bytes
-from pygan.losses import discriminator_loss, generator_loss
+from benchmarks.core import PYGAN, PYGAN_COMPILE, STOCK_COMPILE, STOCK_EAGER, Case, gan_losses, saved_tensor_bytes
 from pygan.segmentation.models import Adversary, Segmenter
 from pygan.training import frozen
 
 ADV_WEIGHT = 0.1
 
-
-def _stock_g_adv(logits):
-    return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-
-
-def _stock_d(real, fake):
-    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
-            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
-
-
-def _pygan_g_adv(logits):
-    return generator_loss(logits, "non_saturating").loss
-
-
-def _pygan_d(real, fake):
-    return discriminator_loss(real, fake, "non_saturating").loss
+STOCK, FUSED = gan_losses("non_saturating", stock=True), gan_losses("non_saturating", stock=False)
 
 
 def _s_loss(S, D, x, y, g_adv):
@@ -87,10 +71,10 @@ def cases(device: str, quick: bool) -> list[Case]:
         onehot = F.one_hot(y, classes).permute(0, 3, 1, 2).float()
         out.append(Case("segmentation", f"{size}x{size} iteration (S + D) batch {batch}, {channels}ch {classes} "
                                         f"classes, S {width}x{depth}, NCHW fp32", {
-            STOCK_EAGER: _iteration(sS, sD, x, y, onehot, _stock_g_adv, _stock_d),
-            STOCK_COMPILE: _iteration(scS, scD, x, y, onehot, _stock_g_adv, _stock_d),
-            PYGAN: _iteration(S, D, x, y, onehot, _pygan_g_adv, _pygan_d),
-            PYGAN_COMPILE: _iteration(cS, cD, x, y, onehot, _pygan_g_adv, _pygan_d),
-        }, saved_bytes={STOCK_EAGER: _s_step_saved(sS, sD, x, y, _stock_g_adv),
-                        PYGAN: _s_step_saved(S, D, x, y, _pygan_g_adv)}))
+            STOCK_EAGER: _iteration(sS, sD, x, y, onehot, *STOCK),
+            STOCK_COMPILE: _iteration(scS, scD, x, y, onehot, *STOCK),
+            PYGAN: _iteration(S, D, x, y, onehot, *FUSED),
+            PYGAN_COMPILE: _iteration(cS, cD, x, y, onehot, *FUSED),
+        }, saved_bytes={STOCK_EAGER: _s_step_saved(sS, sD, x, y, STOCK[0]),
+                        PYGAN: _s_step_saved(S, D, x, y, FUSED[0])}))
     return out

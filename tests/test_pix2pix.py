@@ -16,6 +16,7 @@ from pygan.metrics.segmentation import fit_segmenter
 from pygan.parts import PatchDiscriminator
 from pygan.pix2pix import Pix2PixConfig, Pix2PixTrainer, ScenePairs, UnetGenerator, evaluate, scene_pairs
 from pygan.pix2pix.trainer import PATCHES, objective
+from runs import log_records, train_moving_both
 
 pix2pix_evaluate = importlib.import_module("pygan.pix2pix.evaluate")  # the package's `evaluate` is the function
 
@@ -118,13 +119,9 @@ def test_patch_sizes_are_the_receptive_fields(patch):
 
 def test_short_run_changes_params_and_writes_outputs(tmp_path, pairs):
     tr = Pix2PixTrainer(tiny(tmp_path), dataset=pairs)
-    g0 = [p.detach().clone() for p in tr.G.parameters()]
-    d0 = [p.detach().clone() for p in tr.D.parameters()]
-    tr.train()
-    assert all(not torch.equal(a, b) for a, b in zip(g0, tr.G.parameters()))
-    assert all(not torch.equal(a, b) for a, b in zip(d0, tr.D.parameters()))
+    train_moving_both(tr)
     out = tmp_path / "run"
-    recs = [r for r in map(json.loads, open(out / "log.jsonl")) if "precision" not in r]
+    recs = log_records(out)
     assert [r["step"] for r in recs] == [1, 2, 3, 4]
     assert all(np.isfinite([r[k] for k in ("loss_g", "loss_l1", "loss_adv", "loss_d")]).all() for r in recs)
     w, h = Image.open(out / "samples" / "step_000004.png").size
