@@ -157,8 +157,17 @@ def test_cli_train_eval_translate_and_errors(tmp_path, capsys):
     assert main(["eval-cyclegan", ckpt, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["step"] == 2
     _folder(tmp_path / "imgs", 1, 90)
-    assert main(["translate", ckpt, str(tmp_path / "imgs" / "0.png"), "--out", str(tmp_path / "t")]) == 0
-    assert Image.open(tmp_path / "t" / "0_a2b.png").size == (16, 16)
+    Image.fromarray(np.full((53, 77, 3), 200, np.uint8)).save(tmp_path / "imgs" / "photo.jpg")
+    photo = str(tmp_path / "imgs" / "photo.jpg")
+    assert main(["translate", ckpt, str(tmp_path / "imgs" / "0.png"), photo, "--out", str(tmp_path / "t")]) == 0
+    assert Image.open(tmp_path / "t" / "0_a2b.png").size == (14, 10)  # each image at its own size
+    assert Image.open(tmp_path / "t" / "photo_a2b.png").size == (77, 53)
+    assert main(["translate", ckpt, photo, "--size", "16", "--direction", "b2a", "--out", str(tmp_path / "t")]) == 0
+    assert Image.open(tmp_path / "t" / "photo_b2a.png").size == (16, 16)  # the old resize and centre crop
+    open(tmp_path / "imgs" / "bad.png", "wb").write(b"not an image")
+    capsys.readouterr()
+    assert main(["translate", ckpt, str(tmp_path / "imgs" / "bad.png"), "--out", str(tmp_path / "t")]) == 2
+    assert "cannot read image" in capsys.readouterr().err
     capsys.readouterr()
     assert main(["translate", ckpt, str(tmp_path / "nope.png")]) == 2
     assert not os.path.exists("translated")  # the default output folder: not created for a failed call

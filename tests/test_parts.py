@@ -8,7 +8,7 @@ from torch import nn
 
 from pygan.data import DataError, PairedInMemory, load_paired, pair_files
 from pygan.nn import Conv2dAct, conv_act, instance_norm_act_block
-from pygan.parts import ImagePool, PatchDiscriminator, gan_init_, patch_receptive_field
+from pygan.parts import ImagePool, PatchDiscriminator, at_any_size, gan_init_, patch_receptive_field
 
 
 def _receptive_field_by_gradient(D: nn.Module, size: int = 320) -> int:
@@ -113,3 +113,18 @@ def test_paired_folders_match_by_name_and_serve_pairs(tmp_path):
     _write(tmp_path / "b", ["w.png"], (0, 0, 0))
     with pytest.raises(DataError, match="no image matching w.png"):
         pair_files(str(tmp_path / "a"), str(tmp_path / "b"))
+
+
+def test_at_any_size_pads_by_reflection_and_crops_back():
+    x = torch.randn(2, 3, 10, 7)
+    seen = []
+
+    def net(t):
+        seen.append(tuple(t.shape[-2:]))
+        return t * 2
+
+    torch.testing.assert_close(at_any_size(net, x, 4), x * 2)
+    assert seen == [(12, 8)]  # padded to the multiple: 1 + 1 rows, 0 + 1 columns
+    torch.testing.assert_close(at_any_size(lambda t: t[..., :1, :1].expand_as(t), x, 4)[..., :1, :1], x[..., 1:2, :1])
+    tiny = torch.randn(1, 1, 2, 3)
+    assert at_any_size(lambda t: t, tiny, 16).shape == tiny.shape  # shorter than its pad: the border repeated

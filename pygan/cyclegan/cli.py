@@ -10,10 +10,11 @@ import torch
 
 from pygan._io import save_grid
 from pygan.cyclegan.data import load_domains
-from pygan.cyclegan.evaluate import CHECKPOINT, evaluate, format_metrics, load_generators, translate
+from pygan.cyclegan.evaluate import CHECKPOINT, evaluate, format_metrics, load_generators
 from pygan.cyclegan.trainer import CycleGANTrainer
-from pygan.data import open_image
-from pygan.training.cli import CheckpointCommand, CLIError, add_train_command
+from pygan.data import read_image
+from pygan.parts import at_any_size
+from pygan.training.cli import CheckpointCommand, CLIError, add_train_command, positive
 
 
 def register(train_commands, commands) -> dict:
@@ -27,11 +28,13 @@ def register(train_commands, commands) -> dict:
                           "directions, with bootstrap intervals.", _eval, what)
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     t = CheckpointCommand("translate", "translate images with a trained CycleGAN",
-                          "Translate images to the other domain (each resized to the training size).", _translate,
-                          what)
+                          "Translate images to the other domain, each at its own size (padded to the generator's "
+                          "multiple of 4 and cropped back): NAME_a2b.png / NAME_b2a.png.", _translate, what)
     t.add_argument("images", nargs="+", help="input images (png, jpg, ...)")
     t.add_argument("--direction", choices=("a2b", "b2a"), default="a2b", help="a2b (default) or b2a")
     t.add_argument("--out", default="translated", help="output folder (default: translated)")
+    t.add_argument("--size", type=int, help="first resize (shorter side) and centre-crop each image to size x size "
+                                            "(default: translate it at its own size)")
     return {CHECKPOINT.name: {"eval": e, "translate": t}}
 
 
@@ -47,15 +50,18 @@ def _eval(a) -> int:
 
 
 def _translate(a) -> int:
-    G, ckpt = load_generators(a.checkpoint)
-    size = ckpt["config"]["size"]
+    G, _ = load_generators(a.checkpoint)
+    if a.size is not None:
+        positive("--size", a.size)
     missing = [p for p in a.images if not os.path.isfile(p)]
     if missing:  # before the output folder exists: a failed call leaves nothing behind
         raise CLIError(f"image not found: {missing[0]}")
+    inputs = [(path, read_image(path, G.a2b.channels, a.size)) for path in a.images]
     os.makedirs(a.out, exist_ok=True)
-    for path in a.images:
-        x = torch.from_numpy(open_image(path, size, G.a2b.channels) / 127.5 - 1).float()[None]
-        y = translate(getattr(G, a.direction), x)
+    g = getattr(G, a.direction)
+    for path, x in inputs:
+        with torch.no_grad():
+            y = at_any_size(g, x, 4)
         out = os.path.join(a.out, os.path.splitext(os.path.basename(path))[0] + f"_{a.direction}.png")
         save_grid(y, out, pad=0)
         print(out)

@@ -7,10 +7,10 @@ from pygan.data.batches import BatchSource, InMemory, SourceOptions, Streaming, 
 from pygan.data.folder import IMAGE_EXTENSIONS, FolderIndex, scan_folder
 from pygan.data.stream import CropBatches, GlobalBatches
 from pygan.data.images import (DIGITS_HOLDOUT, ImageData, decode_image, digits_split, from_dataset,
-                               image_folder, load, load_file, open_image, read_idx, to_float)
+                               image_folder, load, load_file, open_image, read_idx, read_image, to_float)
 from pygan.data.paired import PairedImages, PairedInMemory, image_files, load_paired, pair_files
 
 __all__ = ["BatchSource", "CropBatches", "GlobalBatches", "DIGITS_HOLDOUT", "DataError", "FolderIndex",
            "IMAGE_EXTENSIONS", "ImageData", "InMemory", "SourceOptions", "Streaming", "batch_source", "decode_image", "digits_split", "from_dataset",
-           "image_folder", "load", "load_file", "open_image", "read_idx", "scan_folder", "to_float", "PairedImages",
+           "image_folder", "load", "load_file", "open_image", "read_idx", "read_image", "scan_folder", "to_float", "PairedImages",
            "PairedInMemory", "image_files", "load_paired", "pair_files"]

@@ -109,6 +109,23 @@ def open_image(path: str, size: int, channels: int) -> np.ndarray:
     return _read_or_fail(path, size, channels).astype(np.float32)
 
 
+def read_image(path: str, channels: int, size: int | None = None) -> Tensor:
+    """An image file as a (1, channels, H, W) float32 batch in [-1, 1] at its own size, or (`size` given) resized
+    (shorter side) and centre-cropped to size x size; DataError when it cannot be read."""
+    if size is not None:
+        a = open_image(path, size, channels)
+    else:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                a = np.asarray(im.convert("L" if channels == 1 else "RGB"), np.float32)
+        except UNREADABLE as e:
+            raise DataError(f"cannot read image {path}: {e}") from None
+        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    return torch.from_numpy(a / 127.5 - 1).float()[None]
+
+
 def image_folder(root: str, size: int, channels: int = 3, uint8: bool = False) -> ImageData:
     """Every image under `root` (scanned by pygan.data.folder.scan_folder, cached); images in a sub-folder get that
     sub-folder's relative path as class. Images directly in `root` (no sub-folders with images) give unlabelled

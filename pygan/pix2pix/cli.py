@@ -6,11 +6,8 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
-import torch
-from PIL import Image, UnidentifiedImageError
-
 from pygan._io import save_grid
+from pygan.data import read_image
 from pygan.pix2pix.data import scene_pairs
 from pygan.pix2pix.evaluate import CHECKPOINT, evaluate, format_metrics, load_generator, translate_all
 from pygan.pix2pix.trainer import Pix2PixTrainer, objective
@@ -50,22 +47,12 @@ def _eval(a) -> int:
     return 0
 
 
-def _read(path: str, channels: int) -> torch.Tensor:
-    """(1, channels, H, W) in [-1, 1] at the image's own size."""
-    try:
-        with Image.open(path) as im:
-            x = np.asarray(im.convert("L" if channels == 1 else "RGB"), np.float32)
-    except (UnidentifiedImageError, OSError) as e:
-        raise CLIError(f"cannot read image {path}: {e}") from None
-    return torch.from_numpy((x[None] if x.ndim == 2 else x.transpose(2, 0, 1)) / 127.5 - 1)[None]
-
-
 def _translate(a) -> int:
     G, _ = load_generator(a.checkpoint)
     missing = [p for p in a.images if not os.path.isfile(p)]
     if missing:  # before the output folder exists: a failed call leaves nothing behind
         raise CLIError(f"image not found: {missing[0]}")
-    inputs = [(p, _read(p, G.in_channels)) for p in a.images]
+    inputs = [(p, read_image(p, G.in_channels)) for p in a.images]
     os.makedirs(a.out, exist_ok=True)
     for path, x in inputs:
         y = translate_all(G, x, seed=a.seed)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pygan.nn import FusableModel, conv_act, conv_bn_act
-from pygan.parts import gan_init_
+from pygan.parts import at_any_size, gan_init_
 
 
 class UnetGenerator(FusableModel):
@@ -78,18 +78,7 @@ class UnetGenerator(FusableModel):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"UnetGenerator: input must have shape (N, {self.in_channels}, H, W), got "
                              f"{tuple(x.shape)}")
-        h, w = x.shape[2:]
-        m = self.multiple
-        ph, pw = -h % m, -w % m
-        pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
-        if ph or pw:
-            # reflection needs each pad smaller than the side; a tiny image repeats its border instead
-            mode = "reflect" if max(pad[:2]) < w and max(pad[2:]) < h else "replicate"
-            x = F.pad(x, pad, mode=mode)
-        y = self._unet(x)
-        if ph or pw:
-            y = y[..., pad[2]:pad[2] + h, pad[0]:pad[0] + w]
-        return y
+        return at_any_size(self._unet, x, self.multiple)
 
     def _unet(self, x: Tensor) -> Tensor:
         skips = []
